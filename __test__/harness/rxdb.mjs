@@ -1,0 +1,110 @@
+// Real RxDB databases on memory storage, and small waiting helpers.
+import { createRxDatabase } from 'rxdb';
+import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
+import { connect } from 'nats';
+
+let counter = 0;
+
+export const personSchema = {
+  version: 0,
+  primaryKey: 'id',
+  type: 'object',
+  properties: {
+    id: { type: 'string', maxLength: 200 },
+    name: { type: 'string' },
+    age: { type: 'integer' },
+    tags: { type: 'array', items: { type: 'string' } },
+  },
+  required: ['id', 'name'],
+};
+
+/** A fresh in-memory database with a `people` collection. */
+export async function createDb(collectionOptions = {}) {
+  const db = await createRxDatabase({
+    name: `testdb${process.pid}x${++counter}`,
+    storage: getRxStorageMemory(),
+    multiInstance: false,
+    eventReduce: true,
+  });
+  await db.addCollections({ people: { schema: personSchema, ...collectionOptions } });
+  return db;
+}
+
+export function uniqueName(base) {
+  return `${base}${process.pid}x${++counter}`;
+}
+
+/** Polls `check` until it returns truthy; fails with `what` after `timeoutMs`. */
+export async function waitFor(check, what, timeoutMs = 20000) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    last = await check();
+    if (last) return last;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${JSON.stringify(last)})`);
+}
+
+/** Resolves with the first value of `observable` that satisfies `predicate`. */
+export function firstMatching(observable, predicate, what, timeoutMs = 20000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      sub.unsubscribe();
+      reject(new Error(`timed out waiting for ${what}`));
+    }, timeoutMs);
+    const sub = observable.subscribe((value) => {
+      if (predicate(value)) {
+        clearTimeout(timer);
+        sub.unsubscribe();
+        resolve(value);
+      }
+    });
+  });
+}
+
+/** Every message of a stream, read with nats.js: what the server really holds. */
+export async function streamMessages(url, streamName) {
+  const nc = await connect({ servers: url });
+  try {
+    const jsm = await nc.jetstreamManager();
+    const info = await jsm.streams.info(streamName);
+    const out = [];
+    for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
+      try {
+        const m = await jsm.streams.getMessage(streamName, { seq });
+        out.push({ subject: m.subject, seq: m.seq, body: new TextDecoder().decode(m.data) });
+      } catch {}
+    }
+    return out;
+  } finally {
+    await nc.close();
+  }
+}
+
+/** Publishes a raw body to a subject with nats.js (as another writer would). */
+export async function publishRaw(url, subject, body) {
+  const nc = await connect({ servers: url });
+  try {
+    const js = nc.jetstream();
+    return await js.publish(subject, typeof body === 'string' ? new TextEncoder().encode(body) : body);
+  } finally {
+    await nc.close();
+  }
+}
+
+/** The number of consumers on a stream. */
+export async function consumerCount(url, streamName) {
+  const nc = await connect({ servers: url });
+  try {
+    const jsm = await nc.jetstreamManager();
+    return (await jsm.streams.info(streamName)).state.consumer_count;
+  } finally {
+    await nc.close();
+  }
+}
+
+export async function docsOf(db) {
+  const docs = await db.people.find().exec();
+  return Object.fromEntries(docs.map((d) => [d.id, d.toJSON()]));
+}

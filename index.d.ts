@@ -1,0 +1,139 @@
+/**
+ * rxdb-nats-native: NATS JetStream replication for RxDB, with the replication loop in Rust.
+ * A drop-in for `replicateNats()` from `rxdb/plugins/replication-nats`.
+ */
+import type {
+  RxCollection,
+  ReplicationPullOptions,
+  ReplicationPushOptions,
+  WithDeleted,
+} from 'rxdb';
+import type { RxReplicationState } from 'rxdb/plugins/replication';
+
+/** The checkpoint: the stream sequence of the last message taken. */
+export type NatsCheckpointType = {
+  sequence: number;
+};
+
+/** TLS files, nats.js names. Inline PEM (`ca`, `cert`, `key`) is not supported: use files. */
+export interface NatsTlsOptions {
+  /** CA certificate(s) that sign the server certificate (PEM file). */
+  caFile?: string;
+  /** Client certificate for mutual TLS (PEM file); needs `keyFile`. */
+  certFile?: string;
+  /** Client key for mutual TLS (PEM file); needs `certFile`. */
+  keyFile?: string;
+}
+
+/**
+ * How to reach NATS: the nats.js `ConnectionOptions` names for what a server needs.
+ * Times are in milliseconds. Unknown keys are an error.
+ */
+export interface NatsConnectionOptions {
+  /** One URL or a list, e.g. `nats://127.0.0.1:4222` (the default). */
+  servers?: string | string[];
+  /** Connection name shown by the server. */
+  name?: string;
+  user?: string;
+  pass?: string;
+  token?: string;
+  /** An nkey seed (`SU...`), what nats.js `nkeyAuthenticator` takes. */
+  nkeySeed?: string;
+  /** Path of a `.creds` file (JWT and nkey seed), what nats.js `credsAuthenticator` reads. */
+  credsFile?: string;
+  /** Connect timeout (default 20000). */
+  timeout?: number;
+  /** Reconnect attempts; -1 (the default) reconnects forever. */
+  maxReconnectAttempts?: number;
+  /** Wait between reconnect attempts. */
+  reconnectTimeWait?: number;
+  /** Keep trying the first connect instead of failing it. */
+  waitOnFirstConnect?: boolean;
+  /** Interval of client pings. */
+  pingInterval?: number;
+  tls?: NatsTlsOptions;
+}
+
+/** Settings used when this library creates the stream; an existing stream is used as it is. */
+export interface NatsStreamConfig {
+  /** Replicas in a JetStream cluster (default 1). */
+  replicas?: number;
+  /** `'file'` (default) or `'memory'`. */
+  storage?: 'file' | 'memory';
+}
+
+export type NatsSyncPullOptions<RxDocType> = Omit<
+  ReplicationPullOptions<RxDocType, NatsCheckpointType>,
+  'handler' | 'stream$'
+>;
+
+export type NatsSyncPushOptions<RxDocType> = Omit<ReplicationPushOptions<RxDocType>, 'handler'>;
+
+/** The options of `replicateNats()`, those of the official plugin. */
+export interface NatsSyncOptions<RxDocType> {
+  collection: RxCollection<RxDocType, any, any, any>;
+  /** Identifies the replication, so RxDB resumes it from its checkpoint after a restart. */
+  replicationIdentifier: string;
+  /** The JetStream stream; created with subjects `[subjectPrefix + '.*']` when missing. */
+  streamName: string;
+  /** Document `alice` lives on subject `<subjectPrefix>.alice`. */
+  subjectPrefix: string;
+  connection?: NatsConnectionOptions;
+  /** Keep replicating changes as they happen (default true). */
+  live?: boolean;
+  pull?: NatsSyncPullOptions<RxDocType>;
+  push?: NatsSyncPushOptions<RxDocType>;
+  /** Boolean field that marks deleted documents in the messages (default `_deleted`). */
+  deletedField?: '_deleted' | string;
+  /** Wait after a failed request before retrying, in ms (default 5000). */
+  retryTime?: number;
+  /** Start at once (default true); otherwise call `start()`. */
+  autoStart?: boolean;
+  /** With a multi-instance database, replicate only in the leader (default true). */
+  waitForLeadership?: boolean;
+  toggleOnDocumentVisible?: boolean;
+  /** Settings for a stream this library creates. */
+  streamConfig?: NatsStreamConfig;
+}
+
+/** The replication state: RxDB's `RxReplicationState` with the NATS checkpoint type. */
+export declare class RxNatsReplicationState<RxDocType> extends RxReplicationState<
+  RxDocType,
+  NatsCheckpointType
+> {}
+
+/** Starts replicating `options.collection` with a NATS JetStream stream. */
+export declare function replicateNats<RxDocType>(
+  options: NatsSyncOptions<RxDocType>
+): RxNatsReplicationState<RxDocType>;
+
+/** Stable error codes on `RxNatsError.code`. */
+export type RxNatsErrorCode =
+  | 'NATS_INVALID_OPTION'
+  | 'NATS_CONNECT_FAILED'
+  | 'NATS_AUTH_FAILED'
+  | 'NATS_TLS_FAILED'
+  | 'NATS_JETSTREAM_UNAVAILABLE'
+  | 'NATS_STREAM_MISMATCH'
+  | 'NATS_PERMISSION_DENIED'
+  | 'NATS_MALFORMED_MESSAGE'
+  | 'NATS_INVALID_DOCUMENT'
+  | 'NATS_DOCUMENT_TOO_LARGE'
+  | 'NATS_UNAVAILABLE'
+  | 'NATS_CLOSED';
+
+/** An error of rxdb-nats-native. Errors of pull/push handlers reach `error$` wrapped by RxDB. */
+export declare class RxNatsError extends Error {
+  readonly code: RxNatsErrorCode;
+  /** The subject of the message at fault, if any. */
+  readonly subject?: string;
+  /** The stream sequence of the message at fault, if any. */
+  readonly sequence?: number;
+  /** The document at fault, if any. */
+  readonly documentId?: string;
+}
+
+/** The subject that stores document `id` under `prefix` (see "Data layout" in the README). */
+export declare function subjectFor(prefix: string, id: string): string;
+
+export type { WithDeleted };

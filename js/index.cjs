@@ -1,0 +1,17 @@
+'use strict';
+// CommonJS entry: uses RxDB's CJS build.
+const { RxReplicationState, startReplicationOnLeaderShip } = require('rxdb/plugins/replication');
+const { RxDBLeaderElectionPlugin } = require('rxdb/plugins/leader-election');
+const { addRxPlugin } = require('rxdb');
+const { Subject } = require('rxjs');
+const { createReplicateNats, RxNatsError, subjectFor } = require('./replicate.cjs');
+
+const { replicateNats, RxNatsReplicationState } = createReplicateNats({
+  RxReplicationState,
+  startReplicationOnLeaderShip,
+  addRxPlugin,
+  RxDBLeaderElectionPlugin,
+  Subject,
+});
+
+module.exports = { replicateNats, RxNatsReplicationState, RxNatsError, subjectFor };

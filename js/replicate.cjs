@@ -1,0 +1,292 @@
+'use strict';
+/**
+ * The RxDB glue: plugs the native handlers into RxDB's replication. It is written once and
+ * handed RxDB's exports by index.cjs (RxDB's CJS build) or index.mjs (RxDB's ESM build), so a
+ * process never loads two copies of RxDB.
+ */
+const native = require('../native.js');
+
+/** An error of rxdb-nats-native; `code` is stable (see the README's error table). */
+class RxNatsError extends Error {
+  constructor(info) {
+    super(info.message);
+    this.name = 'RxNatsError';
+    this.code = info.code;
+    if (info.subject !== undefined) this.subject = info.subject;
+    if (info.sequence !== undefined) this.sequence = info.sequence;
+    if (info.documentId !== undefined) this.documentId = info.documentId;
+  }
+}
+
+function invalidOption(message) {
+  return new RxNatsError({ code: 'NATS_INVALID_OPTION', message });
+}
+
+/** Parses a native result `{ok}` / `{error}`; an error becomes a thrown RxNatsError. */
+function unwrap(json) {
+  const result = JSON.parse(json);
+  if (result.error) throw new RxNatsError(result.error);
+  return result.ok;
+}
+
+const TOP_LEVEL_OPTIONS = {
+  collection: 'object',
+  replicationIdentifier: 'string',
+  streamName: 'string',
+  subjectPrefix: 'string',
+  connection: 'object',
+  live: 'boolean',
+  pull: 'object',
+  push: 'object',
+  deletedField: 'string',
+  retryTime: 'number',
+  autoStart: 'boolean',
+  waitForLeadership: 'boolean',
+  toggleOnDocumentVisible: 'boolean',
+  streamConfig: 'object',
+};
+const PULL_OPTIONS = { batchSize: 'number', modifier: 'function', initialCheckpoint: 'any' };
+const PUSH_OPTIONS = {
+  batchSize: 'number',
+  modifier: 'function',
+  initialCheckpoint: 'any',
+  waitBeforePersist: 'function',
+};
+
+function checkKeys(object, known, where) {
+  for (const [key, value] of Object.entries(object)) {
+    const type = known[key];
+    if (!type) {
+      throw invalidOption(
+        `unknown option ${where}${key}: replicateNats() takes ${Object.keys(known).join(', ')}`
+      );
+    }
+    if (value === undefined || type === 'any') continue;
+    if (type === 'object' ? value === null || typeof value !== 'object' : typeof value !== type) {
+      throw invalidOption(`option ${where}${key} must be a ${type}, got ${value === null ? 'null' : typeof value}`);
+    }
+  }
+}
+
+function checkBatchSize(options, where) {
+  const size = options && options.batchSize;
+  if (size !== undefined && !(Number.isInteger(size) && size >= 1)) {
+    throw invalidOption(`option ${where}.batchSize must be a positive integer, got ${String(size)}`);
+  }
+}
+
+/** Validates every option now, so mistakes fail at replicateNats() time, naming the option. */
+function validate(options) {
+  if (!options || typeof options !== 'object') throw invalidOption('replicateNats() needs an options object');
+  checkKeys(options, TOP_LEVEL_OPTIONS, '');
+  for (const required of ['collection', 'replicationIdentifier', 'streamName', 'subjectPrefix']) {
+    if (options[required] === undefined) throw invalidOption(`option ${required} is required`);
+  }
+  if (!options.collection.schema || typeof options.collection.schema.primaryPath !== 'string') {
+    throw invalidOption('option collection must be an RxCollection');
+  }
+  if (options.replicationIdentifier === '') throw invalidOption('option replicationIdentifier must not be empty');
+  if (options.retryTime !== undefined && !(options.retryTime >= 0)) {
+    throw invalidOption('option retryTime must be a number of milliseconds >= 0');
+  }
+  if (options.pull) checkKeys(options.pull, PULL_OPTIONS, 'pull.');
+  if (options.push) checkKeys(options.push, PUSH_OPTIONS, 'push.');
+  checkBatchSize(options.pull, 'pull');
+  checkBatchSize(options.push, 'push');
+  for (const [key, value] of Object.entries(options.connection || {})) {
+    // JSON would drop these silently; nats.js authenticators have options of their own here.
+    if (typeof value === 'function') {
+      throw invalidOption(
+        `option connection.${key} is a function, which rxdb-nats-native does not support: ` +
+          'use connection.user/pass, token, nkeySeed or credsFile'
+      );
+    }
+  }
+  const nativeOptions = JSON.stringify({
+    streamName: options.streamName,
+    subjectPrefix: options.subjectPrefix,
+    primaryPath: options.collection.schema.primaryPath,
+    deletedField: options.deletedField === undefined ? '_deleted' : options.deletedField,
+    connection: options.connection || {},
+    streamConfig: options.streamConfig || {},
+  });
+  const problem = native.validateOptions(nativeOptions);
+  if (problem) throw new RxNatsError(JSON.parse(problem));
+  return nativeOptions;
+}
+
+/**
+ * Builds `replicateNats` and `RxNatsReplicationState` on one RxDB build.
+ * @param rx RxDB's `RxReplicationState`, `startReplicationOnLeaderShip`, `addRxPlugin`,
+ *   `RxDBLeaderElectionPlugin` and rxjs `Subject`, all from the same module system.
+ */
+function createReplicateNats(rx) {
+  class RxNatsReplicationState extends rx.RxReplicationState {}
+
+  function replicateNats(options) {
+    const nativeOptions = validate(options);
+    const collection = options.collection;
+    const primaryPath = collection.schema.primaryPath;
+    const deletedField = options.deletedField === undefined ? '_deleted' : options.deletedField;
+    const live = options.live === undefined ? true : options.live;
+    const retryTime = options.retryTime === undefined ? 5000 : options.retryTime;
+    const waitForLeadership = options.waitForLeadership === undefined ? true : options.waitForLeadership;
+    rx.addRxPlugin(rx.RxDBLeaderElectionPlugin);
+
+    const nat = new native.NativeReplication(nativeOptions, retryTime);
+    const pullStream$ = new rx.Subject();
+    let state;
+
+    const emitError = (info) => {
+      if (state && !state.isStopped()) state.subjects.error.next(new RxNatsError(info));
+    };
+    const reportSkipped = (skipped) => skipped.forEach(emitError);
+
+    // RxDB compares documents in its own format: `_deleted` as a boolean.
+    const toRxFormat = (doc) => {
+      const copy = Object.assign({}, doc);
+      if (deletedField !== '_deleted') {
+        copy._deleted = !!copy[deletedField];
+        delete copy[deletedField];
+      } else {
+        copy._deleted = !!copy._deleted;
+      }
+      return copy;
+    };
+
+    let pull;
+    if (options.pull) {
+      pull = {
+        async handler(lastCheckpoint, batchSize) {
+          const result = unwrap(await nat.pull(lastCheckpoint ? lastCheckpoint.sequence : 0, batchSize));
+          reportSkipped(result.skipped);
+          return { documents: result.documents, checkpoint: { sequence: result.checkpoint } };
+        },
+        batchSize: options.pull.batchSize,
+        modifier: options.pull.modifier,
+        initialCheckpoint: options.pull.initialCheckpoint,
+        stream$: pullStream$.asObservable(),
+      };
+    }
+
+    let push;
+    if (options.push) {
+      push = {
+        async handler(rows) {
+          const ids = rows.map((row) => row.newDocumentState[primaryPath]);
+          const current = unwrap(await nat.readCurrent(ids));
+          const conflicts = [];
+          const write = { ids: [], bodies: [], expected: [] };
+          rows.forEach((row, i) => {
+            const server = current[i];
+            if (server && server.document) {
+              const same =
+                row.assumedMasterState &&
+                collection.conflictHandler.isEqual(
+                  toRxFormat(server.document),
+                  toRxFormat(row.assumedMasterState),
+                  'replication-nats-push'
+                );
+              if (!same) {
+                conflicts.push(server.document);
+                return;
+              }
+            }
+            // A missing document must still be missing (0); a broken message may be replaced.
+            write.ids.push(ids[i]);
+            write.bodies.push(JSON.stringify(row.newDocumentState));
+            write.expected.push(server ? server.sequence : 0);
+          });
+          if (write.ids.length > 0) {
+            const outcomes = unwrap(await nat.publish(write.ids, write.bodies, write.expected));
+            outcomes.forEach((outcome, j) => {
+              if (outcome.rejected) {
+                emitError(outcome.rejected);
+              } else if ('conflict' in outcome) {
+                if (!outcome.conflict || !outcome.conflict.document) {
+                  throw new RxNatsError({
+                    code: 'NATS_UNAVAILABLE',
+                    message: `document ${JSON.stringify(write.ids[j])} conflicted but its server state could not be read; the push is retried`,
+                    documentId: write.ids[j],
+                  });
+                }
+                conflicts.push(outcome.conflict.document);
+              }
+            });
+          }
+          return conflicts;
+        },
+        batchSize: options.push.batchSize,
+        modifier: options.push.modifier,
+        initialCheckpoint: options.push.initialCheckpoint,
+        waitBeforePersist: options.push.waitBeforePersist,
+      };
+    }
+
+    state = new RxNatsReplicationState(
+      options.replicationIdentifier,
+      collection,
+      deletedField,
+      pull,
+      push,
+      live,
+      retryTime,
+      options.autoStart === undefined ? true : options.autoStart,
+      options.toggleOnDocumentVisible
+    );
+
+    // Live changes: one native feed while the replication runs; events are pulled one at a
+    // time, so a slow RxDB slows the feed instead of filling memory.
+    let feedRunning = false;
+    const runFeed = async () => {
+      if (feedRunning) return;
+      feedRunning = true;
+      try {
+        for (;;) {
+          const json = await nat.nextLive();
+          if (json === null) return;
+          const event = JSON.parse(json);
+          if (event.batch) {
+            reportSkipped(event.batch.skipped);
+            if (event.batch.documents.length > 0) {
+              pullStream$.next({
+                documents: event.batch.documents,
+                checkpoint: { sequence: event.batch.checkpoint },
+              });
+            }
+          } else if (event.resync) {
+            pullStream$.next('RESYNC');
+          } else if (event.error) {
+            emitError(event.error);
+          }
+        }
+      } finally {
+        feedRunning = false;
+      }
+    };
+    const batchSize = (options.pull && options.pull.batchSize) || 100;
+    if (live && pull) {
+      const startBefore = state.start.bind(state);
+      const pauseBefore = state.pause.bind(state);
+      state.start = function start() {
+        if (!state.isStopped()) {
+          nat.startLive(batchSize);
+          runFeed();
+        }
+        return startBefore();
+      };
+      state.pause = function pause() {
+        nat.stopLive();
+        return pauseBefore();
+      };
+    }
+    state.onCancel.push(() => nat.close());
+
+    rx.startReplicationOnLeaderShip(waitForLeadership, state);
+    return state;
+  }
+
+  return { replicateNats, RxNatsReplicationState };
+}
+
+module.exports = { createReplicateNats, RxNatsError, subjectFor: native.subjectFor };

@@ -1,0 +1,270 @@
+//! NATS connections: built from our options, shared by replications with equal options,
+//! closed when the last of them is cancelled.
+
+use crate::error::{error_chain, ErrorCode, ReplicationError, Result};
+use crate::options::ConnectionOptions;
+use async_nats::{jetstream, Client, ConnectErrorKind, ConnectOptions, Event};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::sync::{broadcast, Mutex};
+
+/// What replications on a connection need to hear about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionEvent {
+    Disconnected,
+    /// Connected again after a disconnect: server-side state may have moved on.
+    Reconnected,
+}
+
+/// One live NATS connection and its JetStream context.
+pub struct Connection {
+    pub client: Client,
+    pub jetstream: jetstream::Context,
+    events: broadcast::Sender<ConnectionEvent>,
+    /// The servers as given, for messages (never holds credentials: see `describe_servers`).
+    pub servers: String,
+    /// The last "Permissions Violation" the server sent: the only sign of a denied request,
+    /// which otherwise just times out.
+    permission_error: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl Connection {
+    pub fn subscribe(&self) -> broadcast::Receiver<ConnectionEvent> {
+        self.events.subscribe()
+    }
+
+    /// Takes the permission violation reported since the last call, if any.
+    pub fn take_permission_error(&self) -> Option<String> {
+        self.permission_error.lock().ok().and_then(|mut p| p.take())
+    }
+
+    /// The server's `max_payload` in bytes.
+    pub fn max_payload(&self) -> usize {
+        self.client.server_info().max_payload
+    }
+}
+
+type Pool = Mutex<HashMap<String, (Arc<Connection>, usize)>>;
+
+fn pool() -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Returns the shared connection for these options, connecting if there is none yet.
+/// Every successful `acquire` must be matched by one `release`.
+pub async fn acquire(options: &ConnectionOptions) -> Result<Arc<Connection>> {
+    let key = options.sharing_key();
+    let mut pool = pool().lock().await;
+    if let Some((conn, users)) = pool.get_mut(&key) {
+        *users += 1;
+        return Ok(conn.clone());
+    }
+    let conn = Arc::new(connect(options).await?);
+    pool.insert(key, (conn.clone(), 1));
+    Ok(conn)
+}
+
+/// Gives back a connection taken with `acquire`; the last user closes it.
+pub async fn release(options: &ConnectionOptions) {
+    let key = options.sharing_key();
+    let closing = {
+        let mut pool = pool().lock().await;
+        match pool.get_mut(&key) {
+            Some((_, users)) if *users > 1 => {
+                *users -= 1;
+                None
+            }
+            Some(_) => pool.remove(&key).map(|(conn, _)| conn),
+            None => None,
+        }
+    };
+    if let Some(conn) = closing {
+        // drain() flushes what is queued, then closes; bounded so a dead server cannot hang us.
+        let _ = tokio::time::timeout(Duration::from_secs(2), conn.client.drain()).await;
+    }
+}
+
+/// Servers as a comma-separated list with any `user:pass@` part removed.
+pub fn describe_servers(servers: &[String]) -> String {
+    servers
+        .iter()
+        .map(|s| match (s.find("://"), s.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}{}", &s[..scheme + 3], &s[at + 1..])
+            }
+            (None, Some(at)) => s[at + 1..].to_string(),
+            _ => s.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn connect(options: &ConnectionOptions) -> Result<Connection> {
+    let servers = options.server_list();
+    let described = describe_servers(&servers);
+    let (events, _) = broadcast::channel(16);
+    let permission_error = Arc::new(std::sync::Mutex::new(None));
+    let mut builder =
+        build_connect_options(options, events.clone(), permission_error.clone()).await?;
+    if options.wait_on_first_connect == Some(true) {
+        builder = builder.retry_on_initial_connect();
+    }
+    let addrs: Vec<async_nats::ServerAddr> = servers
+        .iter()
+        .map(|s| s.parse())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e: std::io::Error| {
+            ReplicationError::new(
+                ErrorCode::InvalidOption,
+                format!(
+                    "option connection.servers holds an address that is not a NATS URL ({}): {e}",
+                    described
+                ),
+            )
+        })?;
+    let client = builder
+        .connect(addrs)
+        .await
+        .map_err(|e| connect_error(&described, &e))?;
+    let jetstream = jetstream::ContextBuilder::new()
+        .timeout(options.timeout().min(Duration::from_secs(10)))
+        // Wait for an ack slot instead of failing when many pushes share a connection.
+        .backpressure_on_inflight(true)
+        .build(client.clone());
+    Ok(Connection {
+        client,
+        jetstream,
+        events,
+        servers: described,
+        permission_error,
+    })
+}
+
+async fn build_connect_options(
+    o: &ConnectionOptions,
+    events: broadcast::Sender<ConnectionEvent>,
+    permission_errors: Arc<std::sync::Mutex<Option<String>>>,
+) -> Result<ConnectOptions> {
+    let mut b = ConnectOptions::new();
+    if let Some(creds) = &o.creds_file {
+        b = b.credentials_file(creds).await.map_err(|e| {
+            ReplicationError::new(
+                ErrorCode::InvalidOption,
+                format!("option connection.credsFile {creds:?} cannot be read: {e}"),
+            )
+        })?;
+    }
+    if let Some(seed) = &o.nkey_seed {
+        b = b.nkey(seed.0.clone());
+    }
+    if let Some(user) = &o.user {
+        let pass = o.pass.as_ref().map(|p| p.0.clone()).unwrap_or_default();
+        b = b.user_and_password(user.clone(), pass);
+    }
+    if let Some(token) = &o.token {
+        b = b.token(token.0.clone());
+    }
+    if let Some(name) = &o.name {
+        b = b.name(name);
+    }
+    b = b.connection_timeout(o.timeout());
+    b = b.max_reconnects(match o.max_reconnect_attempts {
+        None | Some(-1) => None,
+        Some(n) => Some(n as usize),
+    });
+    if let Some(ms) = o.reconnect_time_wait {
+        let wait = Duration::from_millis(ms);
+        b = b.reconnect_delay_callback(move |_| wait);
+    }
+    if let Some(ms) = o.ping_interval {
+        b = b.ping_interval(Duration::from_millis(ms));
+    }
+    if let Some(tls) = &o.tls {
+        b = b.require_tls(true);
+        if let Some(ca) = &tls.ca_file {
+            b = b.add_root_certificates(ca.into());
+        }
+        if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+            b = b.add_client_certificate(cert.into(), key.into());
+        }
+    }
+    let was_disconnected = Arc::new(AtomicBool::new(false));
+    b = b.event_callback(move |event| {
+        let events = events.clone();
+        let send = match event {
+            Event::Disconnected => {
+                was_disconnected.store(true, Ordering::SeqCst);
+                Some(ConnectionEvent::Disconnected)
+            }
+            Event::Connected if was_disconnected.load(Ordering::SeqCst) => {
+                Some(ConnectionEvent::Reconnected)
+            }
+            Event::ServerError(async_nats::ServerError::Other(text))
+                if text.to_ascii_lowercase().contains("permissions violation") =>
+            {
+                if let Ok(mut last) = permission_errors.lock() {
+                    *last = Some(text);
+                }
+                None
+            }
+            _ => None,
+        };
+        async move {
+            if let Some(ev) = send {
+                let _ = events.send(ev);
+            }
+        }
+    });
+    Ok(b)
+}
+
+fn connect_error(servers: &str, err: &async_nats::ConnectError) -> ReplicationError {
+    let detail = error_chain(err);
+    match err.kind() {
+        ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
+            ReplicationError::new(
+                ErrorCode::AuthFailed,
+                format!(
+                    "the NATS server at {servers} refused the credentials ({detail}): check \
+                     connection.user/pass, token, nkeySeed or credsFile"
+                ),
+            )
+        }
+        ConnectErrorKind::Tls => ReplicationError::new(
+            ErrorCode::TlsFailed,
+            format!(
+                "TLS with the NATS server at {servers} failed ({detail}): check connection.tls \
+                 (caFile must sign the server certificate; certFile/keyFile for mutual TLS)"
+            ),
+        ),
+        ConnectErrorKind::ServerParse | ConnectErrorKind::Dns => ReplicationError::new(
+            ErrorCode::InvalidOption,
+            format!("option connection.servers ({servers}) cannot be resolved: {detail}"),
+        ),
+        _ => ReplicationError::new(
+            ErrorCode::ConnectFailed,
+            format!(
+                "cannot connect to the NATS server at {servers} ({detail}): check that it runs \
+                 and connection.servers is right; the replication retries by itself"
+            ),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn described_servers_hide_credentials() {
+        let s = describe_servers(&[
+            "nats://user:secret@127.0.0.1:4222".to_string(),
+            "tok@host:1".to_string(),
+            "nats://127.0.0.1:5".to_string(),
+        ]);
+        assert_eq!(s, "nats://127.0.0.1:4222, host:1, nats://127.0.0.1:5");
+    }
+}

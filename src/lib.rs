@@ -1,0 +1,213 @@
+#![deny(clippy::all)]
+//! N-API surface of rxdb-nats-native: converts and forwards to the core modules, nothing else.
+//!
+//! Batches cross the boundary as one JSON string each way. Async methods never reject for
+//! replication errors: they resolve to `{"ok": ...}` or `{"error": {code, message, ...}}`, and
+//! the JS glue turns the latter into an `Error` with a stable `code` (napi-rs async functions
+//! cannot reject with a custom code).
+
+pub mod batch;
+pub mod connection;
+pub mod error;
+pub mod live;
+pub mod options;
+pub mod pull;
+pub mod push;
+pub mod replication;
+pub mod stream;
+pub mod subject;
+
+use bytes::Bytes;
+use error::ReplicationError;
+use live::LiveEvent;
+use napi_derive::napi;
+use options::ReplicationOptions;
+use replication::Replication;
+use serde_json::value::RawValue;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn ok_json(value: impl serde::Serialize) -> String {
+    serde_json::to_string(&serde_json::json!({ "ok": value })).unwrap_or_else(internal)
+}
+
+fn error_json(err: &ReplicationError) -> String {
+    serde_json::to_string(&serde_json::json!({ "error": err })).unwrap_or_else(internal)
+}
+
+fn internal(e: impl std::fmt::Display) -> String {
+    format!(
+        r#"{{"error":{{"code":"NATS_INTERNAL","message":{:?}}}}}"#,
+        e.to_string()
+    )
+}
+
+fn raw(json: String) -> Box<RawValue> {
+    RawValue::from_string(json).unwrap_or_else(|_| RawValue::from_string("null".into()).unwrap())
+}
+
+/// Checks `replicateNats()` options; returns `null` or the error as JSON `{code, message}`.
+#[napi]
+pub fn validate_options(options_json: String) -> Option<String> {
+    ReplicationOptions::from_json(&options_json)
+        .err()
+        .map(|e| serde_json::to_string(&e).unwrap_or_else(internal))
+}
+
+/// The subject that stores document `id` under `prefix` (ids a subject token cannot carry are
+/// escaped; see the README).
+#[napi]
+pub fn subject_for(prefix: String, id: String) -> String {
+    subject::subject_for(&prefix, &id)
+}
+
+/// The native half of one replication.
+#[napi]
+pub struct NativeReplication {
+    core: Arc<Replication>,
+}
+
+#[napi]
+impl NativeReplication {
+    /// Options JSON as checked by `validateOptions`; `retryTimeMs` paces the live feed's retries.
+    #[napi(constructor)]
+    pub fn new(options_json: String, retry_time_ms: u32) -> napi::Result<Self> {
+        let options = ReplicationOptions::from_json(&options_json)
+            .map_err(|e| napi::Error::new(napi::Status::InvalidArg, e.to_string()))?;
+        let retry = Duration::from_millis(retry_time_ms.max(10) as u64);
+        Ok(NativeReplication {
+            core: Arc::new(Replication::new(options, retry)),
+        })
+    }
+
+    /// Connects and checks the stream; resolves `{"ok":true}` or an error.
+    #[napi]
+    pub async fn connect(&self) -> String {
+        match self.core.connected().await {
+            Ok(_) => ok_json(true),
+            Err(e) => error_json(&e),
+        }
+    }
+
+    /// Resolves `{"ok":{"documents":[...],"checkpoint":N,"skipped":[errors]}}`.
+    #[napi]
+    pub async fn pull(&self, checkpoint: f64, batch_size: u32) -> String {
+        match self
+            .core
+            .pull(checkpoint.max(0.0) as u64, batch_size as usize)
+            .await
+        {
+            Ok(batch) => ok_json(serde_json::json!({
+                "documents": raw(batch.documents_json),
+                "checkpoint": batch.checkpoint,
+                "skipped": batch.skipped,
+            })),
+            Err(e) => error_json(&e),
+        }
+    }
+
+    /// Resolves `{"ok":[null | {"sequence":N,"document":{..}|null}, ...]}`, one per id;
+    /// `document` is null when the server holds something that is not a valid document.
+    #[napi]
+    pub async fn read_current(&self, ids: Vec<String>) -> String {
+        match self.core.read_current(&ids).await {
+            Ok(states) => ok_json(states.into_iter().map(state_json).collect::<Vec<_>>()),
+            Err(e) => error_json(&e),
+        }
+    }
+
+    /// Publishes `bodies[i]` (JSON) as document `ids[i]`, expecting its subject at
+    /// `expected[i]` (0: must not exist). Resolves `{"ok":[{"written":seq} |
+    /// {"conflict":{"sequence":N,"document":{..}|null}|null} | {"rejected":{code,message}}]}`.
+    #[napi]
+    pub async fn publish(
+        &self,
+        ids: Vec<String>,
+        bodies: Vec<String>,
+        expected: Vec<f64>,
+    ) -> String {
+        if ids.len() != bodies.len() || ids.len() != expected.len() {
+            return internal("publish(): ids, bodies and expected differ in length");
+        }
+        let writes: Vec<push::Write> = ids
+            .into_iter()
+            .zip(bodies)
+            .zip(expected)
+            .map(|((id, body), seq)| push::Write {
+                id,
+                body: Bytes::from(body),
+                expected_sequence: seq.max(0.0) as u64,
+            })
+            .collect();
+        match self.core.publish(&writes).await {
+            Ok(results) => ok_json(
+                results
+                    .into_iter()
+                    .map(|(outcome, state)| match outcome {
+                        push::WriteOutcome::Written(seq) => serde_json::json!({ "written": seq }),
+                        push::WriteOutcome::Conflict => {
+                            serde_json::json!({ "conflict": state_json(state) })
+                        }
+                        push::WriteOutcome::Rejected(e) => serde_json::json!({ "rejected": e }),
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            Err(e) => error_json(&e),
+        }
+    }
+
+    /// Starts the live feed (no-op while it runs).
+    #[napi]
+    pub fn start_live(&self, batch_size: u32) {
+        // The feed is a tokio task: enter napi's runtime to spawn it from Node's thread.
+        napi::bindgen_prelude::within_runtime_if_available(|| {
+            self.core.start_live(batch_size as usize)
+        });
+    }
+
+    /// Stops the live feed; a pending `nextLive()` then resolves `null`.
+    #[napi]
+    pub fn stop_live(&self) {
+        self.core.stop_live();
+    }
+
+    /// Resolves the next live event as JSON (`{"batch":{documents,checkpoint,skipped}}`,
+    /// `{"resync":true}` or `{"error":{..}}`), or `null` when the feed is stopped.
+    #[napi]
+    pub async fn next_live(&self) -> Option<String> {
+        let event = self.core.next_live().await?;
+        Some(match event {
+            LiveEvent::Batch {
+                documents_json,
+                checkpoint,
+                skipped,
+            } => serde_json::json!({ "batch": {
+                "documents": raw(documents_json),
+                "checkpoint": checkpoint,
+                "skipped": skipped,
+            }})
+            .to_string(),
+            LiveEvent::Resync => r#"{"resync":true}"#.to_string(),
+            LiveEvent::Error(e) => error_json(&e),
+        })
+    }
+
+    /// Stops the feed, deletes this replication's consumers and releases the connection.
+    #[napi]
+    pub async fn close(&self) {
+        self.core.close().await;
+    }
+}
+
+fn state_json(state: Option<push::CurrentState>) -> serde_json::Value {
+    match state {
+        None => serde_json::Value::Null,
+        Some(s) => serde_json::json!({
+            "sequence": s.sequence,
+            "document": s
+                .body
+                .and_then(|b| String::from_utf8(b.to_vec()).ok())
+                .map(raw),
+        }),
+    }
+}

@@ -1,0 +1,336 @@
+//! The options of one replication, validated once, with defaults. Names follow
+//! `replicateNats()` and nats.js `ConnectionOptions`; unknown keys are rejected by name.
+
+use crate::error::{ErrorCode, ReplicationError, Result};
+use crate::subject;
+use serde::{Deserialize, Deserializer};
+use std::fmt;
+use std::time::Duration;
+
+/// What the native core needs of `replicateNats()` options (the JS glue keeps the RxDB ones).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReplicationOptions {
+    /// JetStream stream that stores the documents.
+    pub stream_name: String,
+    /// Documents live on `<subject_prefix>.<id>`.
+    pub subject_prefix: String,
+    /// The collection's primary key field.
+    pub primary_path: String,
+    /// Boolean field that marks a deleted document in the message body.
+    #[serde(default = "default_deleted_field")]
+    pub deleted_field: String,
+    /// How to reach the server(s).
+    #[serde(default)]
+    pub connection: ConnectionOptions,
+    /// Settings for a stream this library creates.
+    #[serde(default)]
+    pub stream_config: StreamSettings,
+}
+
+fn default_deleted_field() -> String {
+    "_deleted".to_string()
+}
+
+/// nats.js `ConnectionOptions` names for what a server needs. Times are milliseconds.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConnectionOptions {
+    pub servers: Option<Servers>,
+    pub name: Option<String>,
+    pub user: Option<String>,
+    pub pass: Option<Secret>,
+    pub token: Option<Secret>,
+    /// An nkey seed (`SU...`), as nats.js `nkeyAuthenticator` takes.
+    pub nkey_seed: Option<Secret>,
+    /// Path of a `.creds` file (JWT + seed), as nats.js `credsAuthenticator` reads.
+    pub creds_file: Option<String>,
+    pub timeout: Option<u64>,
+    /// -1 (the default) reconnects forever.
+    pub max_reconnect_attempts: Option<i64>,
+    pub reconnect_time_wait: Option<u64>,
+    pub wait_on_first_connect: Option<bool>,
+    pub ping_interval: Option<u64>,
+    pub tls: Option<TlsOptions>,
+}
+
+/// One server URL or a list of them.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Servers {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// TLS files or inline PEM, nats.js names.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsOptions {
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub ca: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<Secret>,
+}
+
+/// Settings applied when this library creates the stream (an existing stream is left as it is).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StreamSettings {
+    /// Number of replicas in a JetStream cluster (1 by default).
+    pub replicas: Option<usize>,
+    /// `"file"` (default) or `"memory"`.
+    pub storage: Option<String>,
+}
+
+/// A credential. Its value never appears in `Debug` output or in error messages.
+#[derive(Clone, PartialEq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    // Deserialize through a Value so that serde's "invalid type: string \"...\"" never echoes it.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => Ok(Secret(s)),
+            _ => Err(serde::de::Error::custom(
+                "expected a string (value not shown)",
+            )),
+        }
+    }
+}
+
+impl ConnectionOptions {
+    /// Server addresses, `nats://127.0.0.1:4222` when none is given.
+    pub fn server_list(&self) -> Vec<String> {
+        match &self.servers {
+            None => vec!["nats://127.0.0.1:4222".to_string()],
+            Some(Servers::One(s)) => vec![s.clone()],
+            Some(Servers::Many(v)) => v.clone(),
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout.unwrap_or(20_000))
+    }
+
+    /// A key that is equal for equal options, so equal options share one connection.
+    pub fn sharing_key(&self) -> String {
+        format!("{self:?}|{}", secret_fingerprint(self))
+    }
+}
+
+// Debug hides secrets, so two option sets differing only in a password must still differ.
+fn secret_fingerprint(o: &ConnectionOptions) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for s in [&o.pass, &o.token, &o.nkey_seed]
+        .into_iter()
+        .chain(o.tls.as_ref().map(|t| &t.key))
+    {
+        s.as_ref().map(|s| &s.0).hash(&mut h);
+    }
+    h.finish()
+}
+
+impl ReplicationOptions {
+    /// Parses and checks the options JSON the JS glue sends.
+    pub fn from_json(json: &str) -> Result<Self> {
+        let options: ReplicationOptions = serde_json::from_str(json).map_err(|e| {
+            ReplicationError::new(
+                ErrorCode::InvalidOption,
+                format!("invalid replicateNats() options: {e}"),
+            )
+        })?;
+        options.check()?;
+        Ok(options)
+    }
+
+    fn check(&self) -> Result<()> {
+        let invalid = |msg: String| Err(ReplicationError::new(ErrorCode::InvalidOption, msg));
+        if self.stream_name.is_empty()
+            || self
+                .stream_name
+                .chars()
+                .any(|c| matches!(c, '.' | '*' | '>' | '/' | '\\') || c.is_whitespace())
+        {
+            return invalid(format!(
+                "option streamName {:?} is not a valid JetStream stream name: use letters, \
+                 digits, '-' and '_' (no '.', '*', '>', '/', '\\' or spaces)",
+                self.stream_name
+            ));
+        }
+        if !subject::is_valid_prefix(&self.subject_prefix) {
+            return invalid(format!(
+                "option subjectPrefix {:?} is not a valid NATS subject prefix: use one or more \
+                 non-empty tokens separated by '.', without '*', '>' or spaces",
+                self.subject_prefix
+            ));
+        }
+        if self.deleted_field.is_empty() {
+            return invalid("option deletedField must not be empty".to_string());
+        }
+        let c = &self.connection;
+        if c.server_list().is_empty() {
+            return invalid("option connection.servers is an empty list".to_string());
+        }
+        if c.pass.is_some() && c.user.is_none() {
+            return invalid("option connection.pass is set without connection.user".to_string());
+        }
+        let auth_kinds = [
+            c.user.is_some(),
+            c.token.is_some(),
+            c.nkey_seed.is_some(),
+            c.creds_file.is_some(),
+        ];
+        if auth_kinds.iter().filter(|x| **x).count() > 1 {
+            return invalid(
+                "options connection.user/pass, token, nkeySeed and credsFile exclude each other: \
+                 give one"
+                    .to_string(),
+            );
+        }
+        if let Some(tls) = &c.tls {
+            if tls.ca.is_some() || tls.cert.is_some() || tls.key.is_some() {
+                return invalid(
+                    "options connection.tls.ca/cert/key (inline PEM) are not supported: write \
+                     the PEM to files and pass connection.tls.caFile/certFile/keyFile"
+                        .to_string(),
+                );
+            }
+            if tls.cert_file.is_some() != tls.key_file.is_some() {
+                return invalid(
+                    "options connection.tls.certFile and keyFile must be given together"
+                        .to_string(),
+                );
+            }
+        }
+        if let Some(n) = c.max_reconnect_attempts {
+            if n < -1 {
+                return invalid(format!(
+                    "option connection.maxReconnectAttempts is {n}: use -1 (forever) or a count"
+                ));
+            }
+        }
+        if let Some(storage) = &self.stream_config.storage {
+            if storage != "file" && storage != "memory" {
+                return invalid(format!(
+                    "option streamConfig.storage is {storage:?}: use \"file\" or \"memory\""
+                ));
+            }
+        }
+        if self.stream_config.replicas == Some(0) {
+            return invalid("option streamConfig.replicas must be at least 1".to_string());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<ReplicationOptions> {
+        ReplicationOptions::from_json(json)
+    }
+
+    const BASE: &str = r#""streamName":"s","subjectPrefix":"app.docs","primaryPath":"id""#;
+
+    #[test]
+    fn defaults_apply() {
+        let o = parse(&format!("{{{BASE}}}")).unwrap();
+        assert_eq!(o.deleted_field, "_deleted");
+        assert_eq!(o.connection.server_list(), vec!["nats://127.0.0.1:4222"]);
+        assert_eq!(o.connection.max_reconnect_attempts, None);
+    }
+
+    #[test]
+    fn servers_take_a_string_or_a_list() {
+        let o = parse(&format!(
+            r#"{{{BASE},"connection":{{"servers":"nats://h:1"}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(o.connection.server_list(), vec!["nats://h:1"]);
+        let o = parse(&format!(
+            r#"{{{BASE},"connection":{{"servers":["nats://a:1","nats://b:2"]}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(o.connection.server_list().len(), 2);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = parse(&format!(r#"{{{BASE},"connection":{{"sever":"x"}}}}"#)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidOption);
+        assert!(err.message.contains("sever"), "{}", err.message);
+    }
+
+    #[test]
+    fn wrong_types_never_echo_secrets() {
+        let err = parse(&format!(
+            r#"{{{BASE},"connection":{{"user":"u","pass":12345678}}}}"#
+        ))
+        .unwrap_err();
+        assert!(!err.message.contains("12345678"), "{}", err.message);
+        assert!(err.message.contains("value not shown"), "{}", err.message);
+        let o = parse(&format!(
+            r#"{{{BASE},"connection":{{"user":"u","pass":"hunter2"}}}}"#
+        ))
+        .unwrap();
+        assert!(!format!("{o:?}").contains("hunter2"));
+        assert!(!o.connection.sharing_key().contains("hunter2"));
+    }
+
+    #[test]
+    fn equal_options_share_and_different_passwords_do_not() {
+        let a = parse(&format!(
+            r#"{{{BASE},"connection":{{"user":"u","pass":"a"}}}}"#
+        ))
+        .unwrap();
+        let b = parse(&format!(
+            r#"{{{BASE},"connection":{{"user":"u","pass":"b"}}}}"#
+        ))
+        .unwrap();
+        let a2 = parse(&format!(
+            r#"{{{BASE},"connection":{{"user":"u","pass":"a"}}}}"#
+        ))
+        .unwrap();
+        assert_ne!(a.connection.sharing_key(), b.connection.sharing_key());
+        assert_eq!(a.connection.sharing_key(), a2.connection.sharing_key());
+    }
+
+    #[test]
+    fn bad_names_are_rejected_with_the_option_named() {
+        for (json, option) in [
+            (
+                r#"{"streamName":"a.b","subjectPrefix":"p","primaryPath":"id"}"#,
+                "streamName",
+            ),
+            (
+                r#"{"streamName":"s","subjectPrefix":"p.*","primaryPath":"id"}"#,
+                "subjectPrefix",
+            ),
+            (
+                r#"{"streamName":"s","subjectPrefix":"","primaryPath":"id"}"#,
+                "subjectPrefix",
+            ),
+            (
+                r#"{"streamName":"s","subjectPrefix":"p","primaryPath":"id","connection":{"token":"t","user":"u"}}"#,
+                "token",
+            ),
+            (
+                r#"{"streamName":"s","subjectPrefix":"p","primaryPath":"id","connection":{"tls":{"certFile":"c"}}}"#,
+                "keyFile",
+            ),
+        ] {
+            let err = parse(json).unwrap_err();
+            assert!(err.message.contains(option), "{json}: {}", err.message);
+        }
+    }
+}

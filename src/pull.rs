@@ -1,0 +1,129 @@
+//! Checkpoint pull: read the stream after a checkpoint, on one consumer kept per replication.
+
+use crate::batch::{BatchBuilder, DocumentShape};
+use crate::error::{ReplicationError, Result};
+use async_nats::jetstream::consumer::{self, pull::Config, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::stream::Stream;
+use futures::StreamExt;
+use std::time::Duration;
+
+/// Ephemeral consumers of a replication vanish by themselves this long after their last use.
+pub const CONSUMER_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Creates an ephemeral, unacknowledged pull consumer that starts at `start` (1-based).
+pub async fn create_consumer(
+    stream: &Stream,
+    start: u64,
+) -> std::result::Result<PullConsumer, consumer::StreamError> {
+    let deliver_policy = if start <= 1 {
+        DeliverPolicy::All
+    } else {
+        DeliverPolicy::ByStartSequence {
+            start_sequence: start,
+        }
+    };
+    stream
+        .create_consumer(Config {
+            deliver_policy,
+            ack_policy: AckPolicy::None,
+            inactive_threshold: CONSUMER_IDLE_TIMEOUT,
+            memory_storage: true,
+            num_replicas: 1,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| consumer::StreamError::with_source(consumer::StreamErrorKind::Other, e))
+}
+
+/// The consumer a replication pulls with, and the last sequence it delivered.
+#[derive(Default)]
+pub struct PullCursor {
+    consumer: Option<PullConsumer>,
+    position: u64,
+}
+
+impl PullCursor {
+    /// Deletes the consumer on the server (best effort; it also expires by itself).
+    pub async fn close(&mut self, stream: Option<&Stream>) {
+        if let (Some(consumer), Some(stream)) = (self.consumer.take(), stream) {
+            let name = consumer.cached_info().name.clone();
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), stream.delete_consumer(&name)).await;
+        }
+    }
+}
+
+/// Reads up to `batch_size` distinct documents after `checkpoint`.
+///
+/// Never stops early while the stream has more (a short batch tells RxDB it is caught up), and
+/// never waits when it is caught up: each fetch asks the server not to wait.
+pub async fn pull_batch(
+    stream: &Stream,
+    cursor: &mut PullCursor,
+    shape: &DocumentShape,
+    checkpoint: u64,
+    batch_size: usize,
+) -> Result<BatchBuilder> {
+    match try_pull(stream, cursor, shape, checkpoint, batch_size).await {
+        Ok(batch) => Ok(batch),
+        Err(_) => {
+            // The consumer may have expired or been lost with its node: once more on a new one.
+            cursor.close(Some(stream)).await;
+            try_pull(stream, cursor, shape, checkpoint, batch_size)
+                .await
+                .inspect_err(|_| cursor.consumer = None)
+        }
+    }
+}
+
+async fn try_pull(
+    stream: &Stream,
+    cursor: &mut PullCursor,
+    shape: &DocumentShape,
+    checkpoint: u64,
+    batch_size: usize,
+) -> Result<BatchBuilder> {
+    let fail = |e: &(dyn std::error::Error + 'static)| {
+        ReplicationError::unavailable(
+            &format!("pulling from stream after sequence {checkpoint}"),
+            e,
+        )
+    };
+    if cursor.consumer.is_none() || cursor.position != checkpoint {
+        cursor.close(Some(stream)).await;
+        let consumer = create_consumer(stream, checkpoint + 1)
+            .await
+            .map_err(|e| fail(&e))?;
+        cursor.consumer = Some(consumer);
+        cursor.position = checkpoint;
+    }
+    let consumer = cursor.consumer.as_ref().expect("consumer was just set");
+    let mut batch = BatchBuilder::new(checkpoint);
+    while batch.len() < batch_size {
+        // Each message adds at most one new document, so this never reads past the batch.
+        let want = batch_size - batch.len();
+        let mut messages = consumer
+            .fetch()
+            .max_messages(want)
+            .messages()
+            .await
+            .map_err(|e| fail(&e))?;
+        let mut got = 0;
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(|e| fail(&*e))?;
+            let sequence = message.info().map_err(|e| fail(&*e))?.stream_sequence;
+            got += 1;
+            cursor.position = sequence;
+            batch.push(
+                shape,
+                message.subject.as_str(),
+                sequence,
+                message.payload.clone(),
+            );
+        }
+        if got < want {
+            break;
+        }
+    }
+    Ok(batch)
+}

@@ -1,0 +1,177 @@
+//! Push: read the server state of a batch of documents, then write with optimistic concurrency
+//! (`expected last subject sequence`), pipelined, awaiting the acknowledgements together.
+
+use crate::batch::DocumentShape;
+use crate::connection::Connection;
+use crate::error::{ErrorCode, ReplicationError, Result};
+use crate::subject;
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
+use async_nats::jetstream::ErrorCode as JsCode;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+
+/// How many reads of document states run at once.
+const READ_CONCURRENCY: usize = 128;
+/// Room left in `max_payload` for the subject and expected-sequence header.
+const HEADER_ALLOWANCE: usize = 128;
+
+/// The server's current state of one document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurrentState {
+    /// Stream sequence of the document's last message.
+    pub sequence: u64,
+    /// The body, or `None` when the message there is not a valid document (it may be replaced).
+    pub body: Option<Bytes>,
+}
+
+/// Reads the current state of each document (`None` where the server has none).
+pub async fn read_current(
+    stream: &Stream,
+    shape: &DocumentShape,
+    ids: &[String],
+) -> Result<Vec<Option<CurrentState>>> {
+    let reads: Vec<_> = ids.iter().map(|id| read_one(stream, shape, id)).collect();
+    futures::stream::iter(reads)
+        .buffered(READ_CONCURRENCY)
+        .try_collect()
+        .await
+}
+
+async fn read_one(
+    stream: &Stream,
+    shape: &DocumentShape,
+    id: &str,
+) -> Result<Option<CurrentState>> {
+    let subject = subject::subject_for(&shape.subject_prefix, id);
+    match stream.get_last_raw_message_by_subject(&subject).await {
+        Ok(message) => {
+            let valid = shape
+                .decode(&subject, message.sequence, &message.payload)
+                .is_ok();
+            Ok(Some(CurrentState {
+                sequence: message.sequence,
+                body: valid.then_some(message.payload),
+            }))
+        }
+        Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => Ok(None),
+        Err(e) => Err(ReplicationError::unavailable(
+            &format!("reading the server state of document {id:?}"),
+            &e,
+        )
+        .with_document(id)),
+    }
+}
+
+/// One document to write, and the sequence its subject must be at (0: must not exist yet).
+#[derive(Debug, Clone)]
+pub struct Write {
+    pub id: String,
+    pub body: Bytes,
+    pub expected_sequence: u64,
+}
+
+/// What became of one write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOutcome {
+    /// Stored at this stream sequence.
+    Written(u64),
+    /// Someone else wrote the document first: RxDB must resolve against the server state.
+    Conflict,
+    /// This document cannot be written at all; the others went on.
+    Rejected(ReplicationError),
+}
+
+/// Publishes every write at once and awaits the acknowledgements together.
+/// A transient failure of any write fails the call (RxDB retries the batch).
+pub async fn publish_all(
+    conn: &Connection,
+    prefix: &str,
+    writes: &[Write],
+) -> Result<Vec<WriteOutcome>> {
+    let max_payload = conn.max_payload();
+    let mut pending = Vec::with_capacity(writes.len());
+    for write in writes {
+        if write.body.len() + HEADER_ALLOWANCE > max_payload {
+            pending.push(Err(too_large(write, max_payload)));
+            continue;
+        }
+        let subject = subject::subject_for(prefix, &write.id);
+        let message = async_nats::jetstream::message::PublishMessage::build()
+            .payload(write.body.clone())
+            .expected_last_subject_sequence(write.expected_sequence);
+        match conn.jetstream.send_publish(subject, message).await {
+            Ok(ack) => pending.push(Ok(ack)),
+            Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                pending.push(Err(too_large(write, max_payload)))
+            }
+            Err(e) => {
+                return Err(ReplicationError::unavailable(
+                    &format!("publishing document {:?}", write.id),
+                    &e,
+                )
+                .with_document(&write.id))
+            }
+        }
+    }
+    let acks = futures::future::join_all(pending.into_iter().map(|p| async move {
+        match p {
+            Ok(ack) => Ok(ack.await),
+            Err(rejected) => Err(rejected),
+        }
+    }))
+    .await;
+    let mut outcomes = Vec::with_capacity(writes.len());
+    let mut failure = None;
+    for (write, ack) in writes.iter().zip(acks) {
+        outcomes.push(match ack {
+            Err(rejected) => WriteOutcome::Rejected(rejected),
+            Ok(Ok(ack)) => WriteOutcome::Written(ack.sequence),
+            Ok(Err(e)) if is_conflict(&e) => WriteOutcome::Conflict,
+            Ok(Err(e)) => {
+                failure.get_or_insert_with(|| {
+                    ReplicationError::unavailable(
+                        &format!("publishing document {:?}", write.id),
+                        &e,
+                    )
+                    .with_document(&write.id)
+                });
+                continue;
+            }
+        });
+    }
+    match failure {
+        Some(err) => Err(err),
+        None => Ok(outcomes),
+    }
+}
+
+/// "wrong last sequence" (10071), and its clustered variant (10164) that a second in-flight
+/// write to the same subject gets on replicated streams.
+fn is_conflict(err: &async_nats::jetstream::context::PublishError) -> bool {
+    if err.kind() == PublishErrorKind::WrongLastSequence {
+        return true;
+    }
+    std::error::Error::source(err)
+        .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
+        .map(|js| {
+            js.error_code() == JsCode::STREAM_WRONG_LAST_SEQUENCE
+                || js.error_code() == JsCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT
+        })
+        .unwrap_or(false)
+}
+
+fn too_large(write: &Write, max_payload: usize) -> ReplicationError {
+    ReplicationError::new(
+        ErrorCode::DocumentTooLarge,
+        format!(
+            "document {:?} was not pushed: it is {} bytes and the server's max_payload is {} \
+             bytes. Make the document smaller or raise max_payload in the nats-server config; \
+             the other documents were pushed",
+            write.id,
+            write.body.len(),
+            max_payload
+        ),
+    )
+    .with_document(&write.id)
+}

@@ -1,0 +1,233 @@
+//! One replication: its options, its connection and stream (opened on first use, re-opened after
+//! a failure), its pull cursor and its live feed. This is the API the N-API layer forwards to.
+
+use crate::batch::{BatchBuilder, DocumentShape, ReportedOnce};
+use crate::connection::{self, Connection};
+use crate::error::{ErrorCode, ReplicationError, Result};
+use crate::live::{self, LiveEvent, LiveFeed};
+use crate::options::ReplicationOptions;
+use crate::pull::{self, PullCursor};
+use crate::push::{self, CurrentState, Write, WriteOutcome};
+use crate::stream;
+use async_nats::jetstream::stream::Stream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// How many skipped messages are remembered so each is reported once.
+const REPORTED_CAPACITY: usize = 10_000;
+
+/// A pulled batch, ready for RxDB.
+#[derive(Debug)]
+pub struct PulledBatch {
+    /// JSON array of the documents, newest revision of each.
+    pub documents_json: String,
+    /// Stream sequence of the last message read.
+    pub checkpoint: u64,
+    /// Messages that were skipped and not reported before.
+    pub skipped: Vec<ReplicationError>,
+}
+
+/// Connection and stream of a replication once opened.
+struct Link {
+    conn: Arc<Connection>,
+    stream: Option<Stream>,
+}
+
+pub struct Replication {
+    pub options: ReplicationOptions,
+    pub shape: DocumentShape,
+    /// Wait between retries of the live feed (RxDB's `retryTime`).
+    pub retry_time: Duration,
+    link: Mutex<Option<Link>>,
+    cursor: Mutex<PullCursor>,
+    reported: std::sync::Mutex<ReportedOnce>,
+    live: std::sync::Mutex<Option<LiveFeed>>,
+    closed: AtomicBool,
+}
+
+impl Replication {
+    pub fn new(options: ReplicationOptions, retry_time: Duration) -> Self {
+        let shape = DocumentShape {
+            subject_prefix: options.subject_prefix.clone(),
+            primary_path: options.primary_path.clone(),
+            deleted_field: options.deleted_field.clone(),
+        };
+        Replication {
+            options,
+            shape,
+            retry_time,
+            link: Mutex::new(None),
+            cursor: Mutex::new(PullCursor::default()),
+            reported: std::sync::Mutex::new(ReportedOnce::new(REPORTED_CAPACITY)),
+            live: std::sync::Mutex::new(None),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::SeqCst) {
+            Err(ReplicationError::new(
+                ErrorCode::Closed,
+                "the replication was cancelled; create a new one with replicateNats()",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The connection and the checked stream, opening them on first use.
+    pub async fn connected(&self) -> Result<(Arc<Connection>, Stream)> {
+        self.check_open()?;
+        let mut link = self.link.lock().await;
+        if link.is_none() {
+            let conn = connection::acquire(&self.options.connection).await?;
+            if self.closed.load(Ordering::SeqCst) {
+                connection::release(&self.options.connection).await;
+                return Err(ReplicationError::new(
+                    ErrorCode::Closed,
+                    "the replication was cancelled",
+                ));
+            }
+            *link = Some(Link { conn, stream: None });
+        }
+        let current = link.as_mut().expect("link was just set");
+        if current.stream.is_none() {
+            current.stream = Some(stream::ensure_stream(&current.conn, &self.options).await?);
+        }
+        Ok((
+            current.conn.clone(),
+            current.stream.clone().expect("stream was just set"),
+        ))
+    }
+
+    /// After a failed call, look the stream up again next time (it may have been recreated).
+    async fn forget_stream(&self) {
+        if let Some(link) = self.link.lock().await.as_mut() {
+            link.stream = None;
+        }
+    }
+
+    async fn on_failure<T>(&self, result: Result<T>) -> Result<T> {
+        if let Err(e) = &result {
+            if e.code == ErrorCode::Unavailable {
+                self.forget_stream().await;
+            }
+        }
+        result
+    }
+
+    /// Keeps only the skipped messages not reported before.
+    pub fn first_reports(&self, skipped: Vec<ReplicationError>) -> Vec<ReplicationError> {
+        match self.reported.lock() {
+            Ok(mut reported) => reported.filter_new(skipped),
+            Err(_) => skipped,
+        }
+    }
+
+    /// Up to `batch_size` documents after `checkpoint`.
+    pub async fn pull(&self, checkpoint: u64, batch_size: usize) -> Result<PulledBatch> {
+        let (_, stream) = self.connected().await?;
+        let mut cursor = self.cursor.lock().await;
+        let result = pull::pull_batch(
+            &stream,
+            &mut cursor,
+            &self.shape,
+            checkpoint,
+            batch_size.max(1),
+        )
+        .await;
+        drop(cursor);
+        let batch: BatchBuilder = self.on_failure(result).await?;
+        Ok(PulledBatch {
+            documents_json: batch.documents_json(),
+            checkpoint: batch.checkpoint,
+            skipped: self.first_reports(batch.skipped),
+        })
+    }
+
+    /// The server state of each document.
+    pub async fn read_current(&self, ids: &[String]) -> Result<Vec<Option<CurrentState>>> {
+        let (_, stream) = self.connected().await?;
+        let result = push::read_current(&stream, &self.shape, ids).await;
+        self.on_failure(result).await
+    }
+
+    /// Writes the documents; for each conflict, also returns the server state now.
+    pub async fn publish(
+        &self,
+        writes: &[Write],
+    ) -> Result<Vec<(WriteOutcome, Option<CurrentState>)>> {
+        let (conn, stream) = self.connected().await?;
+        let result = push::publish_all(&conn, &self.options.subject_prefix, writes).await;
+        let outcomes = self.on_failure(result).await?;
+        let conflicted: Vec<String> = writes
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| **o == WriteOutcome::Conflict)
+            .map(|(w, _)| w.id.clone())
+            .collect();
+        let mut states = if conflicted.is_empty() {
+            Vec::new()
+        } else {
+            let result = push::read_current(&stream, &self.shape, &conflicted).await;
+            self.on_failure(result).await?
+        }
+        .into_iter();
+        Ok(outcomes
+            .into_iter()
+            .map(|o| {
+                let state = if o == WriteOutcome::Conflict {
+                    states.next().flatten()
+                } else {
+                    None
+                };
+                (o, state)
+            })
+            .collect())
+    }
+
+    /// Starts the live feed unless it runs already.
+    pub fn start_live(self: &Arc<Self>, batch_size: usize) {
+        if self.check_open().is_err() {
+            return;
+        }
+        if let Ok(mut live) = self.live.lock() {
+            if live.as_ref().map(|f| !f.is_finished()).unwrap_or(false) {
+                return;
+            }
+            *live = Some(live::start(self.clone(), batch_size.max(1)));
+        }
+    }
+
+    /// Stops the live feed (its consumer is deleted); `next_live` then returns `None`.
+    pub fn stop_live(&self) {
+        if let Ok(mut live) = self.live.lock() {
+            if let Some(feed) = live.take() {
+                feed.stop();
+            }
+        }
+    }
+
+    /// The next live event, or `None` once the feed is stopped.
+    pub async fn next_live(&self) -> Option<LiveEvent> {
+        let events = self.live.lock().ok()?.as_ref()?.events();
+        let mut events = events.lock().await;
+        events.recv().await
+    }
+
+    /// Stops everything, deletes this replication's consumers and gives back the connection.
+    pub async fn close(&self) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.stop_live();
+        let mut link = self.link.lock().await;
+        let stream = link.as_ref().and_then(|l| l.stream.clone());
+        self.cursor.lock().await.close(stream.as_ref()).await;
+        if link.take().is_some() {
+            connection::release(&self.options.connection).await;
+        }
+    }
+}

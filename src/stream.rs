@@ -1,0 +1,142 @@
+//! The stream that stores the documents: find it or create it, and check it stores our subjects.
+
+use crate::connection::Connection;
+use crate::error::{error_chain, ErrorCode, ReplicationError, Result};
+use crate::options::ReplicationOptions;
+use crate::subject;
+use async_nats::jetstream::context::{GetStreamErrorKind, RequestErrorKind};
+use async_nats::jetstream::stream::{Config, StorageType, Stream};
+use async_nats::jetstream::ErrorCode as JsCode;
+
+/// Returns the stream named `streamName`, creating it with subjects `[subjectPrefix.*]` when it
+/// does not exist. The config matches what `rxdb/plugins/replication-nats` creates, so both
+/// plugins can open the same stream.
+pub async fn ensure_stream(conn: &Connection, options: &ReplicationOptions) -> Result<Stream> {
+    let name = &options.stream_name;
+    let filter = format!("{}.*", options.subject_prefix);
+    match conn.jetstream.get_stream(name).await {
+        Ok(mut stream) => {
+            let info = stream
+                .info()
+                .await
+                .map_err(|e| jetstream_error(conn, &format!("reading stream {name:?}"), &e))?;
+            let subjects = &info.config.subjects;
+            if subjects.iter().any(|s| subject::pattern_covers(s, &filter)) {
+                Ok(stream)
+            } else {
+                Err(ReplicationError::new(
+                    ErrorCode::StreamMismatch,
+                    format!(
+                        "stream {name:?} exists with subjects {subjects:?}, which do not include \
+                         {filter:?}: use another streamName, add {filter:?} to that stream's \
+                         subjects, or change subjectPrefix"
+                    ),
+                ))
+            }
+        }
+        Err(e) => {
+            let missing = matches!(e.kind(), GetStreamErrorKind::JetStream(js) if js.error_code() == JsCode::STREAM_NOT_FOUND);
+            if !missing {
+                return Err(jetstream_error(
+                    conn,
+                    &format!("looking up stream {name:?}"),
+                    &e,
+                ));
+            }
+            create_stream(conn, options, &filter).await
+        }
+    }
+}
+
+async fn create_stream(
+    conn: &Connection,
+    options: &ReplicationOptions,
+    filter: &str,
+) -> Result<Stream> {
+    let name = &options.stream_name;
+    let settings = &options.stream_config;
+    let config = Config {
+        name: name.clone(),
+        subjects: vec![filter.to_string()],
+        num_replicas: settings.replicas.unwrap_or(1),
+        storage: match settings.storage.as_deref() {
+            Some("memory") => StorageType::Memory,
+            _ => StorageType::File,
+        },
+        ..Default::default()
+    };
+    match conn.jetstream.create_stream(config).await {
+        Ok(stream) => Ok(stream),
+        Err(e) => {
+            // Another client may have created it meanwhile: take it if it fits.
+            if let Ok(stream) = conn.jetstream.get_stream(name).await {
+                let covers = stream
+                    .cached_info()
+                    .config
+                    .subjects
+                    .iter()
+                    .any(|s| subject::pattern_covers(s, filter));
+                if covers {
+                    return Ok(stream);
+                }
+            }
+            let text = error_chain(&e);
+            if text.contains("overlap") {
+                return Err(ReplicationError::new(
+                    ErrorCode::StreamMismatch,
+                    format!(
+                        "cannot create stream {name:?} for {filter:?}: another stream already \
+                         stores subjects that overlap ({text}). Use that stream's name as \
+                         streamName, or choose another subjectPrefix"
+                    ),
+                ));
+            }
+            Err(jetstream_error(
+                conn,
+                &format!("creating stream {name:?}"),
+                &e,
+            ))
+        }
+    }
+}
+
+/// Explains a failed JetStream call: no JetStream, no permission, or something that may pass.
+pub fn jetstream_error(
+    conn: &Connection,
+    what: &str,
+    err: &(dyn std::error::Error + 'static),
+) -> ReplicationError {
+    if let Some(text) = conn.take_permission_error() {
+        return ReplicationError::new(
+            ErrorCode::PermissionDenied,
+            format!(
+                "{what} was refused by the server ({text}): the account needs publish permission \
+                 on $JS.API.> and subscribe permission on _INBOX.>; an account that may not \
+                 create streams can use a stream created beforehand by an administrator"
+            ),
+        );
+    }
+    if !conn.client.server_info().jetstream {
+        return ReplicationError::new(
+            ErrorCode::JetStreamUnavailable,
+            format!(
+                "the NATS server at {} does not have JetStream enabled ({what} failed): start \
+                 nats-server with -js (or a jetstream block in its config)",
+                conn.servers
+            ),
+        );
+    }
+    let no_responders = std::iter::successors(Some(err), |e| e.source()).any(|e| {
+        e.downcast_ref::<async_nats::jetstream::context::RequestError>()
+            .map(|r| r.kind() == RequestErrorKind::NoResponders)
+            .unwrap_or(false)
+    });
+    let mut out = ReplicationError::unavailable(what, err);
+    if no_responders {
+        out.message.push_str(
+            " (no JetStream responders: the stream may be electing a leader, or JetStream is \
+             not enabled for this account)",
+        );
+    }
+    out
+}
