@@ -108,3 +108,17 @@ export async function docsOf(db) {
   const docs = await db.people.find().exec();
   return Object.fromEntries(docs.map((d) => [d.id, d.toJSON()]));
 }
+
+/** The rxdb-nats-native code of an error on error$ (RxDB wraps handler errors in RC_PULL/RC_PUSH). */
+export function codeOf(err) {
+  if (err && typeof err.code === 'string' && err.code.startsWith('NATS_')) return err.code;
+  const inner = err && err.parameters && err.parameters.errors && err.parameters.errors[0];
+  return inner ? inner.code : undefined;
+}
+
+/** Collects error$ of a replication state. */
+export function collectErrors(replication) {
+  const errors = [];
+  replication.error$.subscribe((e) => errors.push(e));
+  return errors;
+}
