@@ -237,31 +237,27 @@ function createReplicateNats(rx) {
 
     // Live changes: one native feed while the replication runs; events are pulled one at a
     // time, so a slow RxDB slows the feed instead of filling memory.
-    let feedRunning = false;
-    const runFeed = async () => {
-      if (feedRunning) return;
-      feedRunning = true;
-      try {
-        for (;;) {
-          const json = await nat.nextLive();
-          if (json === null) return;
-          const event = JSON.parse(json);
-          if (event.batch) {
-            reportSkipped(event.batch.skipped);
-            if (event.batch.documents.length > 0) {
-              pullStream$.next({
-                documents: event.batch.documents,
-                checkpoint: { sequence: event.batch.checkpoint },
-              });
-            }
-          } else if (event.resync) {
-            pullStream$.next('RESYNC');
-          } else if (event.error) {
-            emitError(event.error);
+    // Each start() begins a new feed generation; a loop of an older one ends at its next turn
+    // (its pending nextLive() resolves null when its feed stops).
+    let feedGeneration = 0;
+    const runFeed = async (generation) => {
+      while (generation === feedGeneration) {
+        const json = await nat.nextLive();
+        if (json === null) return;
+        const event = JSON.parse(json);
+        if (event.batch) {
+          reportSkipped(event.batch.skipped);
+          if (event.batch.documents.length > 0) {
+            pullStream$.next({
+              documents: event.batch.documents,
+              checkpoint: { sequence: event.batch.checkpoint },
+            });
           }
+        } else if (event.resync) {
+          pullStream$.next('RESYNC');
+        } else if (event.error) {
+          emitError(event.error);
         }
-      } finally {
-        feedRunning = false;
       }
     };
     const batchSize = (options.pull && options.pull.batchSize) || 100;
@@ -271,11 +267,12 @@ function createReplicateNats(rx) {
       state.start = function start() {
         if (!state.isStopped()) {
           nat.startLive(batchSize);
-          runFeed();
+          runFeed(++feedGeneration);
         }
         return startBefore();
       };
       state.pause = function pause() {
+        feedGeneration++;
         nat.stopLive();
         return pauseBefore();
       };

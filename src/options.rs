@@ -142,12 +142,22 @@ fn secret_fingerprint(o: &ConnectionOptions) -> u64 {
 impl ReplicationOptions {
     /// Parses and checks the options JSON the JS glue sends.
     pub fn from_json(json: &str) -> Result<Self> {
-        let options: ReplicationOptions = serde_json::from_str(json).map_err(|e| {
-            ReplicationError::new(
-                ErrorCode::InvalidOption,
-                format!("invalid replicateNats() options: {e}"),
-            )
-        })?;
+        let deserializer = &mut serde_json::Deserializer::from_str(json);
+        let options: ReplicationOptions =
+            serde_path_to_error::deserialize(deserializer).map_err(|e| {
+                let path = e.path().to_string();
+                let mut detail = e.inner().to_string();
+                // The position is in a JSON text the caller never saw.
+                if let Some(at) = detail.rfind(" at line ") {
+                    detail.truncate(at);
+                }
+                let message = if path == "." {
+                    format!("invalid replicateNats() options: {detail}")
+                } else {
+                    format!("invalid option {path}: {detail}")
+                };
+                ReplicationError::new(ErrorCode::InvalidOption, message)
+            })?;
         options.check()?;
         Ok(options)
     }
@@ -279,6 +289,7 @@ mod tests {
         .unwrap_err();
         assert!(!err.message.contains("12345678"), "{}", err.message);
         assert!(err.message.contains("value not shown"), "{}", err.message);
+        assert!(err.message.contains("connection.pass"), "{}", err.message);
         let o = parse(&format!(
             r#"{{{BASE},"connection":{{"user":"u","pass":"hunter2"}}}}"#
         ))

@@ -1,0 +1,227 @@
+// Bad input and bad environments: each gives a typed error, loses nothing, and recovers.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { connect } from 'nats';
+import { replicateNats } from 'rxdb-nats-native';
+import { NatsServer, startNatsServer, freePort } from './harness/nats-server.mjs';
+import {
+  createDb, uniqueName, waitFor, streamMessages, collectErrors, codeOf, publishRaw, firstMatching,
+} from './harness/rxdb.mjs';
+
+let server;
+before(async () => {
+  server = await startNatsServer({ config: 'max_payload: 4096' });
+});
+after(async () => {
+  await server.destroy();
+});
+
+function replicate(db, streamName, extra = {}) {
+  return replicateNats({
+    collection: db.people,
+    replicationIdentifier: `faults-${streamName}`,
+    streamName,
+    subjectPrefix: `${streamName}.people`,
+    connection: { servers: server.url },
+    pull: {},
+    push: {},
+    retryTime: 200,
+    ...extra,
+  });
+}
+
+const person = (id, extra = {}) => ({ id, name: id, age: 1, tags: [], ...extra });
+
+test('malformed messages are reported once with subject and sequence, and skipped', async () => {
+  const streamName = uniqueName('malformed');
+  const prefix = `${streamName}.people`;
+  const db = await createDb();
+  const r = replicate(db, streamName, { pull: { batchSize: 3 } });
+  const errors = collectErrors(r);
+  await r.awaitInitialReplication();
+  await r.pause();
+  const bad = {
+    notjson: 'this is not json',
+    array: '[1,2,3]',
+    noid: JSON.stringify({ name: 'x' }),
+    wrongid: JSON.stringify(person('someone-else')),
+    baddeleted: JSON.stringify(person('baddeleted', { _deleted: 'yes' })),
+  };
+  for (const [token, body] of Object.entries(bad)) {
+    await publishRaw(server.url, `${prefix}.${token}`, body);
+    await publishRaw(server.url, `${prefix}.ok-${token}`, JSON.stringify(person(`ok-${token}`)));
+  }
+  // Initial pull (through a resync) meets them first ...
+  await r.start();
+  await waitFor(async () => (await db.people.count().exec()) === 5, 'the valid documents');
+  // ... then the live feed.
+  await publishRaw(server.url, `${prefix}.livebad`, '{"id": "livebad", ');
+  await publishRaw(server.url, `${prefix}.ok-live`, JSON.stringify(person('ok-live')));
+  await waitFor(() => db.people.findOne('ok-live').exec(), 'the valid live document');
+  r.reSync();
+  await r.awaitInSync();
+
+  const malformed = errors.filter((e) => e.code === 'NATS_MALFORMED_MESSAGE');
+  const bySubject = Object.fromEntries(malformed.map((e) => [e.subject, e]));
+  for (const token of [...Object.keys(bad), 'livebad']) {
+    const e = bySubject[`${prefix}.${token}`];
+    assert.ok(e, `${token} reported`);
+    assert.equal(typeof e.sequence, 'number');
+    assert.ok(e.message.includes(`${prefix}.${token}`), e.message);
+  }
+  assert.equal(malformed.length, 6, 'each bad message is reported exactly once');
+  assert.deepEqual(errors.filter((e) => e.code !== 'NATS_MALFORMED_MESSAGE'), []);
+  await db.close();
+});
+
+test('a document over max_payload is reported with its id; the others are pushed', async () => {
+  const streamName = uniqueName('toolarge');
+  const db = await createDb();
+  const r = replicate(db, streamName);
+  const errors = collectErrors(r);
+  await r.awaitInitialReplication();
+  await db.people.bulkInsert([person('small-1'), person('huge', { name: 'x'.repeat(10000) }), person('small-2')]);
+  const err = await firstMatching(r.error$, (e) => codeOf(e) === 'NATS_DOCUMENT_TOO_LARGE', 'the too-large error');
+  assert.equal(err.documentId, 'huge');
+  assert.match(err.message, /"huge".*4096/);
+  await r.awaitInSync();
+  const subjects = (await streamMessages(server.url, streamName)).map((m) => m.subject).sort();
+  assert.deepEqual(subjects, [`${streamName}.people.small-1`, `${streamName}.people.small-2`]);
+  await db.people.insert(person('after'));
+  await waitFor(async () => (await streamMessages(server.url, streamName)).length === 3, 'later writes');
+  assert.equal(errors.filter((e) => codeOf(e) !== 'NATS_DOCUMENT_TOO_LARGE').length, 0);
+  await db.close();
+});
+
+test('a stream with the same name and other subjects is a typed error', async () => {
+  const streamName = uniqueName('mismatch');
+  const nc = await connect({ servers: server.url });
+  const jsm = await nc.jetstreamManager();
+  await jsm.streams.add({ name: streamName, subjects: ['somewhere.else.*'] });
+  await nc.close();
+  const db = await createDb();
+  const r = replicate(db, streamName);
+  const err = await firstMatching(r.error$, (e) => codeOf(e) === 'NATS_STREAM_MISMATCH', 'the mismatch error');
+  const inner = err.code === 'NATS_STREAM_MISMATCH' ? err : err.parameters.errors[0];
+  assert.match(inner.message, new RegExp(`${streamName}.*somewhere\\.else\\.\\*`));
+  await db.close();
+});
+
+test('a server without JetStream is a typed error that says to enable it', async () => {
+  const plain = await startNatsServer({ jetstream: false });
+  const db = await createDb();
+  const r = replicate(db, uniqueName('nojs'), { connection: { servers: plain.url } });
+  const err = await firstMatching(r.error$, (e) => codeOf(e) === 'NATS_JETSTREAM_UNAVAILABLE', 'the error');
+  const inner = err.code ? err : err.parameters.errors[0];
+  assert.match(inner.message, /-js/);
+  await db.close();
+  await plain.destroy();
+});
+
+test('an unreachable server is reported and replication starts by itself once it is up', async () => {
+  const late = new NatsServer();
+  late.port = await freePort();
+  const streamName = uniqueName('late');
+  const db = await createDb();
+  await db.people.insert(person('written-offline'));
+  const r = replicate(db, streamName, { connection: { servers: late.url } });
+  const err = await firstMatching(r.error$, (e) => codeOf(e) === 'NATS_CONNECT_FAILED', 'the connect error');
+  assert.ok(err);
+  await late.start();
+  await waitFor(async () => {
+    try {
+      return (await streamMessages(late.url, streamName)).length === 1;
+    } catch {
+      return false;
+    }
+  }, 'the offline write to reach the server');
+  await db.close();
+  await late.destroy();
+});
+
+test('wrong credentials fail with a typed error that never shows the password', async () => {
+  const secured = await startNatsServer({ config: 'authorization { user: app, password: "right-secret-1" }' });
+  const db = await createDb();
+  const wrong = 'wrong-secret-2';
+  const r = replicate(db, uniqueName('auth'), {
+    connection: { servers: secured.url, user: 'app', pass: wrong },
+  });
+  const err = await firstMatching(r.error$, (e) => codeOf(e) === 'NATS_AUTH_FAILED', 'the auth error');
+  assert.ok(!JSON.stringify(err).includes(wrong) && !String(err.stack).includes(wrong));
+  await r.cancel();
+  const ok = replicate(db, uniqueName('auth'), { connection: { servers: secured.url, user: 'app', pass: 'right-secret-1' } });
+  await ok.awaitInitialReplication();
+  await db.close();
+  await secured.destroy();
+});
+
+test('invalid options throw at replicateNats() time, naming the option', async () => {
+  const db = await createDb();
+  const base = {
+    collection: db.people,
+    replicationIdentifier: 'x',
+    streamName: 's',
+    subjectPrefix: 'p',
+  };
+  const cases = [
+    [{ ...base, sever: 'x' }, /sever/],
+    [{ ...base, live: 'yes' }, /live/],
+    [{ ...base, pull: { batchSize: 0 } }, /pull\.batchSize/],
+    [{ ...base, push: { handler: () => [] } }, /push\.handler/],
+    [{ ...base, connection: { servers: 'nats://127.0.0.1:1', reconect: true } }, /reconect/],
+    [{ ...base, connection: { authenticator: () => {} } }, /connection\.authenticator/],
+    [{ ...base, connection: { tls: { ca: 'PEM' } } }, /caFile/],
+    [{ ...base, streamName: 'a.b' }, /streamName/],
+    [{ ...base, subjectPrefix: 'p.*' }, /subjectPrefix/],
+    [{ ...base, connection: { user: 'u', pass: 123456789 } }, /pass/],
+  ];
+  for (const [options, pattern] of cases) {
+    assert.throws(() => replicateNats(options), (e) => {
+      assert.equal(e.code, 'NATS_INVALID_OPTION');
+      assert.match(e.message, pattern);
+      assert.ok(!e.message.includes('123456789'));
+      return true;
+    });
+  }
+  await db.close();
+});
+
+test('after cancel() and db.close() the process exits by itself', async () => {
+  const streamName = uniqueName('exit');
+  const child = spawn(process.execPath, [
+    fileURLToPath(new URL('./fixtures/cancel-then-exit.mjs', import.meta.url)),
+    server.url,
+    streamName,
+  ], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const timeout = new Promise((resolve) => setTimeout(() => resolve('still running'), 20000));
+  const result = await Promise.race([exited, timeout]);
+  if (result === 'still running') child.kill('SIGKILL');
+  assert.deepEqual(result, { code: 0, signal: null });
+  assert.match(out, /cancelled/);
+  assert.equal((await streamMessages(server.url, streamName)).length, 1);
+});
+
+test('live replication resyncs after the server restarts and nothing is lost', async () => {
+  const restartable = await startNatsServer();
+  const streamName = uniqueName('restart');
+  const [a, b] = [await createDb(), await createDb()];
+  const ra = replicate(a, streamName, { connection: { servers: restartable.url, reconnectTimeWait: 100 } });
+  const rb = replicate(b, streamName, { connection: { servers: restartable.url, reconnectTimeWait: 100, name: 'b' } });
+  await ra.awaitInitialReplication();
+  await rb.awaitInitialReplication();
+  await a.people.insert(person('before'));
+  await waitFor(() => b.people.findOne('before').exec(), 'the first write');
+  await restartable.kill();
+  await a.people.insert(person('during'));
+  await restartable.start();
+  await a.people.insert(person('after'));
+  await waitFor(async () => (await b.people.count().exec()) === 3, 'b to get every write');
+  await a.close();
+  await b.close();
+  await restartable.destroy();
+});
