@@ -60,6 +60,12 @@ export interface NatsStreamConfig {
   replicas?: number;
   /** `'file'` (default) or `'memory'`. */
   storage?: 'file' | 'memory';
+  /**
+   * Let replicas answer reads: enables one-request conflict checks per push batch on
+   * nats-server >= 2.11 (default false: the official plugin cannot open a stream whose config
+   * differs from its own).
+   */
+  allowDirect?: boolean;
 }
 
 export type NatsSyncPullOptions<RxDocType> = Omit<

@@ -29,7 +29,7 @@ function mergingHandler(calls) {
   };
 }
 
-function replicate(db, streamName) {
+function replicate(db, streamName, extra = {}) {
   return replicateNats({
     collection: db.people,
     replicationIdentifier: `conflicts-${streamName}`,
@@ -40,10 +40,14 @@ function replicate(db, streamName) {
     push: {},
     retryTime: 200,
     autoStart: false,
+    ...extra,
   });
 }
 
-test('concurrent creates of the same ids conflict and are merged by a custom handler', async () => {
+for (const [how, streamConfig] of [
+  ['one read per document', {}],
+  ['one batch direct get per batch (allowDirect)', { allowDirect: true }],
+]) test(`concurrent creates of the same ids conflict and are merged by a custom handler (${how})`, async () => {
   const streamName = uniqueName('creates');
   const calls = { count: 0 };
   const [a, b] = [
@@ -53,8 +57,8 @@ test('concurrent creates of the same ids conflict and are merged by a custom han
   const ids = Array.from({ length: 50 }, (_, i) => `shared-${i}`);
   await a.people.bulkInsert(ids.map((id) => ({ id, name: id, age: 1, tags: ['from-a'] })));
   await b.people.bulkInsert(ids.map((id) => ({ id, name: id, age: 1, tags: ['from-b'] })));
-  const ra = replicate(a, streamName);
-  const rb = replicate(b, streamName);
+  const ra = replicate(a, streamName, { streamConfig });
+  const rb = replicate(b, streamName, { streamConfig });
   const errors = [...collectErrors(ra), ...collectErrors(rb)];
   await Promise.all([ra.start(), rb.start()]);
   const merged = async (db) =>

@@ -28,6 +28,8 @@ pub struct Connection {
     /// The last "Permissions Violation" the server sent: the only sign of a denied request,
     /// which otherwise just times out.
     permission_error: Arc<std::sync::Mutex<Option<String>>>,
+    /// Set when the server refused a batch direct get: single reads from then on.
+    pub batch_get_unsupported: AtomicBool,
 }
 
 impl Connection {
@@ -140,6 +142,7 @@ async fn connect(options: &ConnectionOptions) -> Result<Connection> {
         events,
         servers: described,
         permission_error,
+        batch_get_unsupported: AtomicBool::new(false),
     })
 }
 

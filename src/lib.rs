@@ -8,6 +8,7 @@
 
 pub mod batch;
 pub mod connection;
+pub mod direct;
 pub mod error;
 pub mod live;
 pub mod options;
@@ -16,6 +17,8 @@ pub mod push;
 pub mod replication;
 pub mod stream;
 pub mod subject;
+#[cfg(test)]
+mod test_server;
 
 use bytes::Bytes;
 use error::ReplicationError;

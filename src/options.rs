@@ -82,6 +82,10 @@ pub struct StreamSettings {
     pub replicas: Option<usize>,
     /// `"file"` (default) or `"memory"`.
     pub storage: Option<String>,
+    /// Let any replica answer reads, which enables one-request conflict checks for a whole
+    /// batch on nats-server >= 2.11. Off by default: the official plugin cannot open a stream
+    /// whose config differs from its own.
+    pub allow_direct: Option<bool>,
 }
 
 /// A credential. Its value never appears in `Debug` output or in error messages.

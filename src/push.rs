@@ -3,6 +3,7 @@
 
 use crate::batch::DocumentShape;
 use crate::connection::Connection;
+use crate::direct::{self, BatchRead};
 use crate::error::{ErrorCode, ReplicationError, Result};
 use crate::subject;
 use async_nats::jetstream::context::PublishErrorKind;
@@ -10,6 +11,7 @@ use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
 use async_nats::jetstream::ErrorCode as JsCode;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
+use std::sync::atomic::Ordering;
 
 /// How many reads of document states run at once.
 const READ_CONCURRENCY: usize = 128;
@@ -25,8 +27,69 @@ pub struct CurrentState {
     pub body: Option<Bytes>,
 }
 
+/// How to read document states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMode {
+    /// One batch direct get per 1,024 documents where the server and stream allow it; a
+    /// replica may answer, so the state can be stale (a stale state only costs a retry: the
+    /// expected-sequence write then conflicts).
+    Batched,
+    /// One request per document, answered by the stream leader: always current.
+    Fresh,
+}
+
 /// Reads the current state of each document (`None` where the server has none).
 pub async fn read_current(
+    conn: &Connection,
+    stream: &Stream,
+    shape: &DocumentShape,
+    ids: &[String],
+    mode: ReadMode,
+) -> Result<Vec<Option<CurrentState>>> {
+    if mode == ReadMode::Batched && batch_get_allowed(conn, stream) {
+        let mut states = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(direct::MAX_SUBJECTS) {
+            let subjects: Vec<String> = chunk
+                .iter()
+                .map(|id| subject::subject_for(&shape.subject_prefix, id))
+                .collect();
+            let name = &stream.cached_info().config.name;
+            match direct::last_messages(&conn.client, name, &subjects).await {
+                Ok(BatchRead::Found(mut found)) => {
+                    for subject in &subjects {
+                        states.push(found.remove(subject).map(|(sequence, payload)| {
+                            let valid = shape.decode(subject, sequence, &payload).is_ok();
+                            CurrentState {
+                                sequence,
+                                body: valid.then_some(payload),
+                            }
+                        }));
+                    }
+                }
+                Ok(BatchRead::Unsupported) => {
+                    conn.batch_get_unsupported.store(true, Ordering::Relaxed);
+                    return read_singly(stream, shape, ids).await;
+                }
+                Err(e) => {
+                    return Err(ReplicationError::unavailable(
+                        "reading the server state of a batch of documents",
+                        &*e,
+                    ))
+                }
+            }
+        }
+        return Ok(states);
+    }
+    read_singly(stream, shape, ids).await
+}
+
+fn batch_get_allowed(conn: &Connection, stream: &Stream) -> bool {
+    stream.cached_info().config.allow_direct
+        && !conn.batch_get_unsupported.load(Ordering::Relaxed)
+        && direct::server_supports_batch_get(&conn.client.server_info().version)
+}
+
+async fn read_singly(
     stream: &Stream,
     shape: &DocumentShape,
     ids: &[String],

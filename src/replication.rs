@@ -7,7 +7,7 @@ use crate::error::{ErrorCode, ReplicationError, Result};
 use crate::live::{self, LiveEvent, LiveFeed};
 use crate::options::ReplicationOptions;
 use crate::pull::{self, PullCursor};
-use crate::push::{self, CurrentState, Write, WriteOutcome};
+use crate::push::{self, CurrentState, ReadMode, Write, WriteOutcome};
 use crate::stream;
 use async_nats::jetstream::stream::Stream;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -149,8 +149,8 @@ impl Replication {
 
     /// The server state of each document.
     pub async fn read_current(&self, ids: &[String]) -> Result<Vec<Option<CurrentState>>> {
-        let (_, stream) = self.connected().await?;
-        let result = push::read_current(&stream, &self.shape, ids).await;
+        let (conn, stream) = self.connected().await?;
+        let result = push::read_current(&conn, &stream, &self.shape, ids, ReadMode::Batched).await;
         self.on_failure(result).await
     }
 
@@ -171,7 +171,9 @@ impl Replication {
         let mut states = if conflicted.is_empty() {
             Vec::new()
         } else {
-            let result = push::read_current(&stream, &self.shape, &conflicted).await;
+            // The state RxDB resolves against must be current: ask the leader.
+            let result =
+                push::read_current(&conn, &stream, &self.shape, &conflicted, ReadMode::Fresh).await;
             self.on_failure(result).await?
         }
         .into_iter();

@@ -59,6 +59,7 @@ async fn create_stream(
         name: name.clone(),
         subjects: vec![filter.to_string()],
         num_replicas: settings.replicas.unwrap_or(1),
+        allow_direct: settings.allow_direct.unwrap_or(false),
         storage: match settings.storage.as_deref() {
             Some("memory") => StorageType::Memory,
             _ => StorageType::File,
