@@ -277,3 +277,36 @@ test('a document written by another client arrives live, in order with its check
   await waitFor(async () => (await db.people.findOne('p00009').exec())?.age === 5, 'the newest revision');
   await db.close();
 });
+
+test('the RxReplicationState API behaves as RxDB documents: sent$, received$, active$, remove()', async () => {
+  const streamName = uniqueName('api');
+  const [a, b] = [await createDb(), await createDb()];
+  const ra = replicate(a, streamName);
+  const rb = replicate(b, streamName);
+  const sent = [];
+  const received = [];
+  const active = [];
+  ra.sent$.subscribe((d) => sent.push(d.id));
+  rb.received$.subscribe((d) => received.push(d.id));
+  ra.active$.subscribe((x) => active.push(x));
+  await ra.awaitInitialReplication();
+  await rb.awaitInitialReplication();
+  await a.people.insert(person(1));
+  await ra.awaitInSync();
+  await waitFor(() => received.includes('p00001'), 'received$ on b');
+  assert.deepEqual(sent, ['p00001']);
+  assert.ok(active.includes(true) && active[active.length - 1] === false);
+
+  // remove() stops the replication and drops its state; a new one picks up from the server.
+  await rb.remove();
+  assert.ok(rb.isStopped());
+  await a.people.insert(person(2));
+  await ra.awaitInSync();
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(await b.people.count().exec(), 1, 'a removed replication does not pull');
+  const again = replicate(b, streamName);
+  await again.awaitInitialReplication();
+  assert.equal(await b.people.count().exec(), 2);
+  await a.close();
+  await b.close();
+});
