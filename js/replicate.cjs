@@ -174,25 +174,33 @@ function createReplicateNats(rx) {
       push = {
         async handler(rows) {
           const ids = rows.map((row) => row.newDocumentState[primaryPath]);
-          const current = unwrap(await nat.readCurrent(ids));
+          // Only updates need the server state first. A create (no assumed master state) is
+          // published expecting the subject to be empty: if it is not, the server rejects it
+          // as a conflict and the state is read then, so the outcome is the same.
+          const updates = [];
+          rows.forEach((row, i) => row.assumedMasterState && updates.push(i));
+          const current = new Array(rows.length).fill(null);
+          if (updates.length > 0) {
+            const states = unwrap(await nat.readCurrent(updates.map((i) => ids[i])));
+            updates.forEach((i, k) => (current[i] = states[k]));
+          }
           const conflicts = [];
           const write = { ids: [], bodies: [], expected: [] };
           rows.forEach((row, i) => {
             const server = current[i];
-            if (server && server.document) {
-              const same =
-                row.assumedMasterState &&
-                collection.conflictHandler.isEqual(
-                  toRxFormat(server.document),
-                  toRxFormat(row.assumedMasterState),
-                  'replication-nats-push'
-                );
+            if (row.assumedMasterState && server && server.document) {
+              const same = collection.conflictHandler.isEqual(
+                toRxFormat(server.document),
+                toRxFormat(row.assumedMasterState),
+                'replication-nats-push'
+              );
               if (!same) {
                 conflicts.push(server.document);
                 return;
               }
             }
-            // A missing document must still be missing (0); a broken message may be replaced.
+            // Expect the sequence the state was read at (0: must not exist); a broken message
+            // there may be replaced.
             write.ids.push(ids[i]);
             write.bodies.push(JSON.stringify(row.newDocumentState));
             write.expected.push(server ? server.sequence : 0);

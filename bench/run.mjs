@@ -1,0 +1,101 @@
+// npm run bench: every scenario against rxdb-nats-native and rxdb/plugins/replication-nats in
+// one run, each in its own process on a fresh nats-server; prints a table and writes
+// bench/results/<timestamp>.json. Timings are only compared within this run.
+//
+// BENCH_SIZES=1000,10000 BENCH_BATCHES=100 npm run bench   (defaults: 1000,10000,100000 and 100,1000)
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const list = (v, d) => (v ? v.split(',').map(Number) : d);
+const SIZES = list(process.env.BENCH_SIZES, [1000, 10000, 100000]);
+const BATCHES = list(process.env.BENCH_BATCHES, [100, 1000]);
+const LIMIT_MS = Number(process.env.BENCH_LIMIT_MS || 60000);
+// The official plugin needs minutes per scenario at 100,000 (when it finishes at all).
+const OFFICIAL_MAX_N = Number(process.env.BENCH_OFFICIAL_MAX_N || 10000);
+
+function run(impl, scenario, n, batch) {
+  const out = execFileSync(
+    process.execPath,
+    [path.join(here, 'scenario.mjs'), impl, scenario, String(n), String(batch), String(LIMIT_MS)],
+    { stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20 }
+  ).toString();
+  const result = JSON.parse(out.trim().split('\n').pop());
+  process.stderr.write(`  ${impl} ${scenario} N=${n} batch=${batch}: ${summary(result)}\n`);
+  return result;
+}
+
+function summary(r) {
+  if (r.error) return `error: ${r.error}`;
+  const base = r.complete ? `${r.ms.toFixed(0)} ms` : `INCOMPLETE after ${r.ms.toFixed(0)} ms at ${r.reached}`;
+  return r.p50 !== undefined ? `${base}, p50 ${r.p50.toFixed(2)} p95 ${r.p95.toFixed(2)} max ${r.max.toFixed(2)} ms` : base;
+}
+
+const results = [];
+for (const n of SIZES) {
+  const floor = run('floor', 'floor', n, 100);
+  const raw = run('raw', 'raw', n, 100);
+  results.push(floor, raw);
+  for (const batch of BATCHES) {
+    for (const scenario of ['push', 'pull']) {
+      const native = run('native', scenario, n, batch);
+      const official = n <= OFFICIAL_MAX_N ? run('official', scenario, n, batch) : null;
+      results.push(native);
+      if (official) results.push(official);
+    }
+  }
+}
+const latencyN = 10000;
+for (const impl of ['native', 'official']) results.push(run(impl, 'latency', latencyN, 100));
+for (const impl of ['native', 'official']) results.push(run(impl, 'conflicts', 1000, 100));
+
+// ---- the table -------------------------------------------------------------------------
+const find = (impl, scenario, n, batch) =>
+  results.find((r) => r.impl === impl && r.scenario === scenario && r.N === n && (batch === undefined || r.batch === batch));
+const fmt = (x, d = 0) => (x === undefined || x === null || Number.isNaN(x) ? '–' : x.toFixed(d));
+const rate = (r) => (r && r.complete ? (r.N / r.ms) * 1000 : undefined);
+const lines = [];
+lines.push('| scenario | N | batch | native ms | native docs/s | official ms | native ÷ official (speed-up) | native vs raw limit (net of RxDB floor) | native peak RSS MB |');
+lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+for (const n of SIZES) {
+  const floor = find('floor', 'floor', n);
+  const raw = find('raw', 'raw', n);
+  for (const batch of BATCHES) {
+    for (const scenario of ['push', 'pull']) {
+      const nat = find('native', scenario, n, batch);
+      const off = find('official', scenario, n, batch);
+      const rawMs = scenario === 'push' ? raw.ms : raw.readMs;
+      const net = nat && nat.complete ? rawMs / Math.max(1, nat.ms - floor.ms) : undefined;
+      const offText = !off ? 'skipped' : off.complete ? fmt(off.ms) : `incomplete (${off.reached}/${n} in ${fmt(off.ms)})`;
+      const speedup = off && nat && nat.complete ? (off.complete ? `${fmt(off.ms / nat.ms, 1)}×` : `> ${fmt(off.ms / nat.ms, 1)}×`) : '–';
+      lines.push(`| ${scenario} | ${n} | ${batch} | ${nat.complete ? fmt(nat.ms) : 'incomplete'} | ${fmt(rate(nat))} | ${offText} | ${speedup} | ${net === undefined ? '–' : `${fmt(net * 100)} %`} | ${fmt(nat.peakRssMb)} |`);
+    }
+  }
+}
+const lat = (impl) => find(impl, 'latency', latencyN, 100);
+const conf = (impl) => find(impl, 'conflicts', 1000, 100);
+const latText = (r) => (r.complete ? `p50 ${fmt(r.p50, 2)} / p95 ${fmt(r.p95, 2)} / max ${fmt(r.max, 2)} ms` : `incomplete (${r.reached}/200)`);
+const confText = (r) => (r.complete ? `converged in ${fmt(r.ms)} ms` : `did not converge in ${fmt(r.ms)} ms`);
+lines.push('');
+lines.push('| scenario | native | official |');
+lines.push('| --- | --- | --- |');
+lines.push(`| live latency (200 single writes) | ${latText(lat('native'))} | ${latText(lat('official'))} |`);
+lines.push(`| conflict storm (2 clients × 1,000 docs) | ${confText(conf('native'))} | ${confText(conf('official'))} |`);
+lines.push('');
+lines.push('| N | raw limit: async-nats publish / ordered read | RxDB floor: bulkInsert |');
+lines.push('| ---: | --- | --- |');
+for (const n of SIZES) {
+  const raw = find('raw', 'raw', n);
+  const floor = find('floor', 'floor', n);
+  lines.push(`| ${n} | ${fmt(raw.ms)} ms / ${fmt(raw.readMs)} ms | ${fmt(floor.ms)} ms |`);
+}
+const machine = `${os.cpus().length} × ${os.cpus()[0].model}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, nats-server ${execFileSync(process.execPath, [path.join(here, '..', 'scripts', 'nats-server.cjs')]).toString().trim().split('(')[1].replace(')', '')}`;
+const table = `Machine: ${machine}; ${new Date().toISOString().slice(0, 10)}\n\n${lines.join('\n')}`;
+console.log(table);
+fs.mkdirSync(path.join(here, 'results'), { recursive: true });
+const file = path.join(here, 'results', `${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+fs.writeFileSync(file, JSON.stringify({ machine, sizes: SIZES, batches: BATCHES, results, table }, null, 2));
+console.log(`\nresults: ${path.relative(process.cwd(), file)}`);

@@ -1,0 +1,209 @@
+// One benchmark run in its own process (so peak RSS belongs to it), on its own nats-server.
+// Usage: node bench/scenario.mjs <impl: native|official|raw|floor> <scenario> <N> <batch> <limitMs>
+// Prints one JSON line with the result.
+import { createRxDatabase } from 'rxdb';
+import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
+import { replicateNats as replicateNative } from 'rxdb-nats-native';
+import { replicateNats as replicateOfficial } from 'rxdb/plugins/replication-nats';
+import { connect } from 'nats';
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { startNatsServer } from '../scripts/nats-server-process.mjs';
+
+const [impl, scenario, nText, batchText, limitText] = process.argv.slice(2);
+const N = Number(nText);
+const BATCH = Number(batchText);
+const LIMIT_MS = Number(limitText);
+
+const schema = {
+  version: 0,
+  primaryKey: 'id',
+  type: 'object',
+  properties: {
+    id: { type: 'string', maxLength: 40 },
+    name: { type: 'string' },
+    age: { type: 'integer' },
+    tags: { type: 'array', items: { type: 'string' } },
+  },
+  required: ['id', 'name', 'age', 'tags'],
+};
+// ~200 bytes as JSON with RxDB's fields.
+const doc = (i, extra = {}) => ({
+  id: `doc-${String(i).padStart(7, '0')}`,
+  name: `Person number ${i} with a longer name`,
+  age: i % 100,
+  tags: ['alpha', 'beta', 'gamma'],
+  ...extra,
+});
+const docs = (n) => Array.from({ length: n }, (_, i) => doc(i));
+
+let dbCounter = 0;
+async function createDb() {
+  const db = await createRxDatabase({
+    name: `bench${process.pid}x${dbCounter++}`,
+    storage: getRxStorageMemory(),
+    multiInstance: false,
+  });
+  await db.addCollections({ docs: { schema } });
+  return db;
+}
+
+const server = await startNatsServer();
+const url = server.url;
+const STREAM = 'bench';
+const PREFIX = 'bench.docs';
+
+function replicate(db, { pull = true, push = true, live = true, autoStart = true } = {}) {
+  const replicateNats = impl === 'native' ? replicateNative : replicateOfficial;
+  return replicateNats({
+    collection: db.docs,
+    replicationIdentifier: 'bench',
+    streamName: STREAM,
+    subjectPrefix: PREFIX,
+    connection: impl === 'official' ? { servers: url, maxReconnectAttempts: 0 } : { servers: url },
+    pull: pull ? { batchSize: BATCH } : undefined,
+    push: push ? { batchSize: BATCH } : undefined,
+    live,
+    autoStart,
+    retryTime: 1000,
+  });
+}
+
+async function streamCount() {
+  const nc = await connect({ servers: url });
+  try {
+    const jsm = await nc.jetstreamManager();
+    return (await jsm.streams.info(STREAM)).state.messages;
+  } catch {
+    return 0;
+  } finally {
+    await nc.close();
+  }
+}
+
+/** Polls until `count()` reaches `target` or the limit passes; returns {ms, reached, complete}. */
+async function timeUntil(started, count, target) {
+  for (;;) {
+    const reached = await count();
+    const ms = performance.now() - started;
+    if (reached >= target) return { ms, reached, complete: true };
+    if (ms > LIMIT_MS) return { ms, reached, complete: false };
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** Seeds the stream with N documents through the native replication. */
+async function seed(n) {
+  const db = await createDb();
+  const r = replicateNative({
+    collection: db.docs, replicationIdentifier: 'seed', streamName: STREAM, subjectPrefix: PREFIX,
+    connection: { servers: url }, push: { batchSize: 1000 }, live: false,
+  });
+  await db.docs.bulkInsert(docs(n));
+  await r.awaitInSync();
+  await r.cancel();
+  await db.close();
+}
+
+const scenarios = {
+  async floor() {
+    const db = await createDb();
+    const started = performance.now();
+    await db.docs.bulkInsert(docs(N));
+    return { ms: performance.now() - started, reached: N, complete: true };
+  },
+
+  async raw() {
+    const bin = fileURLToPath(new URL('../target/release/examples/raw_limit', import.meta.url));
+    const out = JSON.parse(execFileSync(bin, [url, STREAM, PREFIX, String(N)]).toString());
+    return { ms: out.publish_ms, readMs: out.read_ms, reached: out.count, complete: out.count === N };
+  },
+
+  async push() {
+    const db = await createDb();
+    await db.docs.bulkInsert(docs(N));
+    const r = replicate(db, { pull: false, autoStart: false });
+    const started = performance.now();
+    r.start();
+    const done = Promise.race([
+      r.awaitInSync(),
+      new Promise((res) => setTimeout(res, LIMIT_MS)),
+    ]);
+    await done;
+    return timeUntil(started, streamCount, N);
+  },
+
+  async pull() {
+    await seed(N);
+    const db = await createDb();
+    const started = performance.now();
+    replicate(db, { push: false, live: false });
+    return timeUntil(started, () => db.docs.count().exec(), N);
+  },
+
+  async latency() {
+    const [a, b] = [await createDb(), await createDb()];
+    const ra = replicate(a);
+    const rb = replicate(b);
+    await ra.awaitInitialReplication();
+    // The official plugin's initial pull waits for its fetch to expire: do not wait on it.
+    if (impl === 'native') await rb.awaitInitialReplication();
+    else await new Promise((r) => setTimeout(r, 1000));
+    const seen = new Map();
+    b.docs.insert$.subscribe((ev) => seen.get(ev.documentId)?.());
+    const samples = [];
+    const writes = 200;
+    for (let i = 0; i < writes; i++) {
+      const d = doc(i);
+      const visible = new Promise((resolve) => seen.set(d.id, resolve));
+      const t = performance.now();
+      await a.docs.insert(d);
+      const ok = await Promise.race([visible.then(() => true), new Promise((r) => setTimeout(() => r(false), 5000))]);
+      if (!ok) break;
+      samples.push(performance.now() - t);
+    }
+    samples.sort((x, y) => x - y);
+    const pct = (p) => samples[Math.min(samples.length - 1, Math.floor(p * samples.length))];
+    return {
+      ms: samples.reduce((s, x) => s + x, 0),
+      p50: pct(0.5), p95: pct(0.95), max: samples[samples.length - 1],
+      reached: samples.length, complete: samples.length === writes,
+    };
+  },
+
+  async conflicts() {
+    const n = Math.min(N, 1000);
+    await seed(n);
+    const [a, b] = [await createDb(), await createDb()];
+    const ra = replicate(a);
+    const rb = replicate(b);
+    const both = async () => (await a.docs.count().exec()) + (await b.docs.count().exec());
+    await timeUntil(performance.now(), both, 2 * n);
+    const started = performance.now();
+    // Both clients update the same documents at the same time.
+    await Promise.all([
+      a.docs.bulkUpsert(docs(n).map((d) => ({ ...d, name: `a ${d.id}`, age: 1 }))),
+      b.docs.bulkUpsert(docs(n).map((d) => ({ ...d, name: `b ${d.id}`, age: 2 }))),
+    ]);
+    const dump = async (db) =>
+      (await db.docs.find({ sort: [{ id: 'asc' }] }).exec()).map((d) => `${d.id}:${d.name}:${d.age}`).join();
+    const result = await timeUntil(started, async () => {
+      const [da, db_] = [await dump(a), await dump(b)];
+      return da === db_ ? 1 : 0;
+    }, 1);
+    return { ...result, reached: result.complete ? n : 0 };
+  },
+};
+
+const baseline = process.memoryUsage().rss;
+let result;
+try {
+  result = await scenarios[scenario]();
+} catch (e) {
+  result = { error: String(e && e.message), complete: false };
+}
+result.peakRssMb = process.resourceUsage().maxRSS / 1024;
+result.baselineRssMb = baseline / 1024 / 1024;
+console.log(JSON.stringify({ impl, scenario, N, batch: BATCH, ...result }));
+await server.kill();
+process.exit(0);
