@@ -107,12 +107,27 @@ impl BatchBuilder {
 
     /// Takes one message; messages at or below the checkpoint are replays and are ignored.
     pub fn push(&mut self, shape: &DocumentShape, subject: &str, sequence: u64, payload: Bytes) {
+        self.push_within(shape, subject, sequence, payload, usize::MAX);
+    }
+
+    /// Like `push`, but refuses (returns `false`) a message that would make the batch hold more
+    /// than `limit` documents; that message belongs to the next batch.
+    pub fn push_within(
+        &mut self,
+        shape: &DocumentShape,
+        subject: &str,
+        sequence: u64,
+        payload: Bytes,
+        limit: usize,
+    ) -> bool {
         if sequence <= self.checkpoint {
-            return;
+            return true;
         }
-        self.checkpoint = sequence;
         match shape.decode(subject, sequence, &payload) {
             Ok(id) => {
+                if self.slot_of.len() >= limit && !self.slot_of.contains_key(&id) {
+                    return false;
+                }
                 // A newer revision replaces the older one of the same batch.
                 if let Some(old) = self.slot_of.insert(id, self.docs.len()) {
                     self.docs[old] = None;
@@ -121,6 +136,8 @@ impl BatchBuilder {
             }
             Err(err) => self.skipped.push(err),
         }
+        self.checkpoint = sequence;
+        true
     }
 
     /// The documents as one JSON array (bodies are copied as they are, already checked).
@@ -244,6 +261,17 @@ mod tests {
         assert_eq!(b.checkpoint, 6);
         assert_eq!(b.skipped.len(), 1);
         assert_eq!(b.documents_json(), r#"[{"id":"b"},{"id":"a","v":2}]"#);
+    }
+
+    #[test]
+    fn a_full_batch_refuses_a_new_document_but_takes_a_newer_revision() {
+        let s = shape();
+        let mut b = BatchBuilder::new(0);
+        assert!(b.push_within(&s, "app.docs.a", 1, body(r#"{"id":"a"}"#), 1));
+        assert!(!b.push_within(&s, "app.docs.b", 2, body(r#"{"id":"b"}"#), 1));
+        assert!(b.push_within(&s, "app.docs.a", 3, body(r#"{"id":"a","v":2}"#), 1));
+        assert_eq!(b.checkpoint, 3);
+        assert_eq!(b.documents_json(), r#"[{"id":"a","v":2}]"#);
     }
 
     #[test]

@@ -4,7 +4,9 @@ use crate::batch::{BatchBuilder, DocumentShape};
 use crate::error::{ReplicationError, Result};
 use async_nats::jetstream::consumer::{self, pull::Config, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::stream::Stream;
+use bytes::Bytes;
 use futures::StreamExt;
+use std::collections::VecDeque;
 use std::time::Duration;
 
 /// Ephemeral consumers of a replication vanish by themselves this long after their last use.
@@ -35,16 +37,31 @@ pub async fn create_consumer(
         .map_err(|e| consumer::StreamError::with_source(consumer::StreamErrorKind::Other, e))
 }
 
-/// The consumer a replication pulls with, and the last sequence it delivered.
+/// Messages read ahead per fetch, at least one batch: fewer round trips while RxDB works.
+fn read_ahead(batch_size: usize) -> usize {
+    batch_size.max((4 * batch_size).min(1000))
+}
+
+/// A message read but not returned yet.
+struct Buffered {
+    subject: String,
+    sequence: u64,
+    payload: Bytes,
+}
+
+/// The consumer a replication pulls with, and what it read ahead (bounded by `read_ahead`).
 #[derive(Default)]
 pub struct PullCursor {
     consumer: Option<PullConsumer>,
-    position: u64,
+    /// The checkpoint that the consumer and the buffer continue from.
+    follows: u64,
+    buffer: VecDeque<Buffered>,
 }
 
 impl PullCursor {
     /// Deletes the consumer on the server (best effort; it also expires by itself).
     pub async fn close(&mut self, stream: Option<&Stream>) {
+        self.buffer.clear();
         if let (Some(consumer), Some(stream)) = (self.consumer.take(), stream) {
             let name = consumer.cached_info().name.clone();
             let _ =
@@ -89,19 +106,30 @@ async fn try_pull(
             e,
         )
     };
-    if cursor.consumer.is_none() || cursor.position != checkpoint {
+    if cursor.consumer.is_none() || cursor.follows != checkpoint {
         cursor.close(Some(stream)).await;
         let consumer = create_consumer(stream, checkpoint + 1)
             .await
             .map_err(|e| fail(&e))?;
         cursor.consumer = Some(consumer);
-        cursor.position = checkpoint;
+        cursor.follows = checkpoint;
     }
-    let consumer = cursor.consumer.as_ref().expect("consumer was just set");
+    let consumer = cursor.consumer.clone().expect("consumer was just set");
     let mut batch = BatchBuilder::new(checkpoint);
-    while batch.len() < batch_size {
-        // Each message adds at most one new document, so this never reads past the batch.
-        let want = batch_size - batch.len();
+    let mut exhausted = false;
+    'batch: loop {
+        while let Some(m) = cursor.buffer.front() {
+            let payload = m.payload.clone();
+            if !batch.push_within(shape, &m.subject, m.sequence, payload, batch_size) {
+                break 'batch;
+            }
+            cursor.buffer.pop_front();
+        }
+        if exhausted || batch.len() >= batch_size {
+            break;
+        }
+        // Buffer empty: read ahead. The server answers at once, with what it has.
+        let want = read_ahead(batch_size);
         let mut messages = consumer
             .fetch()
             .max_messages(want)
@@ -113,17 +141,14 @@ async fn try_pull(
             let message = message.map_err(|e| fail(&*e))?;
             let sequence = message.info().map_err(|e| fail(&*e))?.stream_sequence;
             got += 1;
-            cursor.position = sequence;
-            batch.push(
-                shape,
-                message.subject.as_str(),
+            cursor.buffer.push_back(Buffered {
+                subject: message.subject.to_string(),
                 sequence,
-                message.payload.clone(),
-            );
+                payload: message.payload.clone(),
+            });
         }
-        if got < want {
-            break;
-        }
+        exhausted = got < want;
     }
+    cursor.follows = batch.checkpoint;
     Ok(batch)
 }
