@@ -40,6 +40,7 @@ for (const n of SIZES) {
   const raw = run('raw', 'raw', n, 100);
   results.push(floor, raw);
   for (const batch of BATCHES) {
+    results.push(run('noop', 'noop', n, batch));
     for (const scenario of ['push', 'pull']) {
       const native = run('native', scenario, n, batch);
       const official = n <= OFFICIAL_MAX_N ? run('official', scenario, n, batch) : null;
@@ -58,8 +59,8 @@ const find = (impl, scenario, n, batch) =>
 const fmt = (x, d = 0) => (x === undefined || x === null || Number.isNaN(x) ? '–' : x.toFixed(d));
 const rate = (r) => (r && r.complete ? (r.N / r.ms) * 1000 : undefined);
 const lines = [];
-lines.push('| scenario | N | batch | native ms | native docs/s | official ms | native ÷ official (speed-up) | native vs raw limit (net of RxDB floor) | native peak RSS MB |');
-lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+lines.push('| scenario | N | batch | native ms | native docs/s | official ms | native ÷ official (speed-up) | native vs raw limit (net of RxDB floor) | RxDB push with a no-op handler | native peak RSS MB |');
+lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const n of SIZES) {
   const floor = find('floor', 'floor', n);
   const raw = find('raw', 'raw', n);
@@ -71,7 +72,8 @@ for (const n of SIZES) {
       const net = nat && nat.complete ? rawMs / Math.max(1, nat.ms - floor.ms) : undefined;
       const offText = !off ? 'skipped' : off.complete ? fmt(off.ms) : `incomplete (${off.reached}/${n} in ${fmt(off.ms)})`;
       const speedup = off && nat && nat.complete ? (off.complete ? `${fmt(off.ms / nat.ms, 1)}×` : `> ${fmt(off.ms / nat.ms, 1)}×`) : '–';
-      lines.push(`| ${scenario} | ${n} | ${batch} | ${nat.complete ? fmt(nat.ms) : 'incomplete'} | ${fmt(rate(nat))} | ${offText} | ${speedup} | ${net === undefined ? '–' : `${fmt(net * 100)} %`} | ${fmt(nat.peakRssMb)} |`);
+      const noop = scenario === 'push' ? `${fmt(find('noop', 'noop', n, batch).ms)} ms` : '–';
+      lines.push(`| ${scenario} | ${n} | ${batch} | ${nat.complete ? fmt(nat.ms) : 'incomplete'} | ${fmt(rate(nat))} | ${offText} | ${speedup} | ${net === undefined ? '–' : `${fmt(net * 100)} %`} | ${noop} | ${fmt(nat.peakRssMb)} |`);
     }
   }
 }
@@ -92,7 +94,7 @@ for (const n of SIZES) {
   const floor = find('floor', 'floor', n);
   lines.push(`| ${n} | ${fmt(raw.ms)} ms / ${fmt(raw.readMs)} ms | ${fmt(floor.ms)} ms |`);
 }
-const machine = `${os.cpus().length} × ${os.cpus()[0].model}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, nats-server ${execFileSync(process.execPath, [path.join(here, '..', 'scripts', 'nats-server.cjs')]).toString().trim().split('(')[1].replace(')', '')}`;
+const machine = `${os.cpus().length} × ${os.cpus()[0].model}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, nats-server ${execFileSync(process.execPath, [path.join(here, '..', 'scripts', 'nats-server.cjs')]).toString().trim().split('(nats-server: ')[1].replace(')', '')}`;
 const table = `Machine: ${machine}; ${new Date().toISOString().slice(0, 10)}\n\n${lines.join('\n')}`;
 console.log(table);
 fs.mkdirSync(path.join(here, 'results'), { recursive: true });

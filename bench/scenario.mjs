@@ -5,6 +5,7 @@ import { createRxDatabase } from 'rxdb';
 import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
 import { replicateNats as replicateNative } from 'rxdb-nats-native';
 import { replicateNats as replicateOfficial } from 'rxdb/plugins/replication-nats';
+import { replicateRxCollection } from 'rxdb/plugins/replication';
 import { connect } from 'nats';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -117,6 +118,25 @@ const scenarios = {
     const bin = fileURLToPath(new URL('../target/release/examples/raw_limit', import.meta.url));
     const out = JSON.parse(execFileSync(bin, [url, STREAM, PREFIX, String(N)]).toString());
     return { ms: out.publish_ms, readMs: out.read_ms, reached: out.count, complete: out.count === N };
+  },
+
+  // RxDB's replication machinery alone: a push handler that answers at once.
+  async noop() {
+    const db = await createDb();
+    await db.docs.bulkInsert(docs(N));
+    const r = replicateRxCollection({
+      collection: db.docs,
+      replicationIdentifier: 'noop',
+      push: { batchSize: BATCH, handler: async () => [] },
+      live: true,
+      autoStart: false,
+    });
+    const started = performance.now();
+    await r.start();
+    await r.awaitInSync();
+    const ms = performance.now() - started;
+    await r.cancel();
+    return { ms, reached: N, complete: true };
   },
 
   async push() {
