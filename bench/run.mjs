@@ -8,8 +8,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+// Benchmarks run on the pinned nats-server unless NATS_SERVER_BIN says otherwise.
+const require = createRequire(import.meta.url);
+process.env.NATS_SERVER_BIN ||= require('../scripts/nats-server.cjs').pinnedNatsServerBin();
 const list = (v, d) => (v ? v.split(',').map(Number) : d);
 const SIZES = list(process.env.BENCH_SIZES, [1000, 10000, 100000]);
 const BATCHES = list(process.env.BENCH_BATCHES, [100, 1000]);
@@ -94,7 +98,7 @@ for (const n of SIZES) {
   const floor = find('floor', 'floor', n);
   lines.push(`| ${n} | ${fmt(raw.ms)} ms / ${fmt(raw.readMs)} ms | ${fmt(floor.ms)} ms |`);
 }
-const machine = `${os.cpus().length} × ${os.cpus()[0].model}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, nats-server ${execFileSync(process.execPath, [path.join(here, '..', 'scripts', 'nats-server.cjs')]).toString().trim().split('(nats-server: ')[1].replace(')', '')}`;
+const machine = `${os.cpus().length} × ${os.cpus()[0].model}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, nats-server ${execFileSync(process.env.NATS_SERVER_BIN, ['--version']).toString().trim().replace('nats-server: ', '')}`;
 const table = `Machine: ${machine}; ${new Date().toISOString().slice(0, 10)}\n\n${lines.join('\n')}`;
 console.log(table);
 fs.mkdirSync(path.join(here, 'results'), { recursive: true });

@@ -72,7 +72,12 @@ function natsServerBin() {
   return onPath('nats-server') || (fs.existsSync(CACHED_BIN) ? CACHED_BIN : install());
 }
 
-module.exports = { natsServerBin, PINNED_VERSION };
+/** The pinned release itself (the benchmark compares runs on one known version). */
+function pinnedNatsServerBin() {
+  return fs.existsSync(CACHED_BIN) ? CACHED_BIN : install();
+}
+
+module.exports = { natsServerBin, pinnedNatsServerBin, PINNED_VERSION };
 
 if (require.main === module) {
   const bin = natsServerBin();
