@@ -37,6 +37,9 @@ pub async fn create_consumer(
         .map_err(|e| consumer::StreamError::with_source(consumer::StreamErrorKind::Other, e))
 }
 
+/// How long one fetch may take before the pull fails (and RxDB retries it).
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Messages read ahead per fetch, at least one batch: fewer round trips while RxDB works.
 fn read_ahead(batch_size: usize) -> usize {
     batch_size.max((4 * batch_size).min(1000))
@@ -130,24 +133,39 @@ async fn try_pull(
         }
         // Buffer empty: read ahead. The server answers at once, with what it has.
         let want = read_ahead(batch_size);
-        let mut messages = consumer
-            .fetch()
-            .max_messages(want)
-            .messages()
-            .await
-            .map_err(|e| fail(&e))?;
-        let mut got = 0;
-        while let Some(message) = messages.next().await {
-            let message = message.map_err(|e| fail(&*e))?;
-            let sequence = message.info().map_err(|e| fail(&*e))?.stream_sequence;
-            got += 1;
-            cursor.buffer.push_back(Buffered {
-                subject: message.subject.to_string(),
-                sequence,
-                payload: message.payload.clone(),
-            });
-        }
-        exhausted = got < want;
+        // A fetch has no deadline of its own: a server that dies mid-fetch would hang the pull.
+        let fetched = tokio::time::timeout(FETCH_TIMEOUT, async {
+            let mut messages = consumer
+                .fetch()
+                .max_messages(want)
+                .messages()
+                .await
+                .map_err(|e| fail(&e))?;
+            let mut got = Vec::with_capacity(want);
+            while let Some(message) = messages.next().await {
+                let message = message.map_err(|e| fail(&*e))?;
+                let sequence = message.info().map_err(|e| fail(&*e))?.stream_sequence;
+                got.push(Buffered {
+                    subject: message.subject.to_string(),
+                    sequence,
+                    payload: message.payload.clone(),
+                });
+            }
+            Ok(got)
+        })
+        .await
+        .map_err(|_| {
+            ReplicationError::new(
+                crate::error::ErrorCode::Unavailable,
+                format!(
+                    "pulling from the stream after sequence {checkpoint} got no answer within \
+                     {} s; the replication retries by itself",
+                    FETCH_TIMEOUT.as_secs()
+                ),
+            )
+        })??;
+        exhausted = fetched.len() < want;
+        cursor.buffer.extend(fetched);
     }
     cursor.follows = batch.checkpoint;
     Ok(batch)
