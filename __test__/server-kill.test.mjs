@@ -89,3 +89,23 @@ test('kill -9 during a fresh client\'s initial pull: it ends with every document
   await db.close();
   await server.destroy();
 });
+
+test('cancel during a push, then start again: nothing lost, nothing written twice', async () => {
+  const server = await startNatsServer();
+  const streamName = uniqueName('cancelpush');
+  const db = await createDb();
+  const first = replicate(server, db, streamName, { pull: undefined });
+  await db.people.bulkInsert(Array.from({ length: N }, (_, i) => person(i)));
+  await waitFor(async () => (await messageCount(server.url, streamName)) >= 500, 'the push to be under way', 30000);
+  await first.cancel();
+  const atCancel = await messageCount(server.url, streamName);
+  assert.ok(atCancel < N, `the push was still under way (${atCancel})`);
+  const second = replicate(server, db, streamName, { pull: undefined });
+  await second.awaitInSync();
+  await waitFor(async () => (await messageCount(server.url, streamName)) >= N, 'every document', 30000);
+  const messages = await streamMessages(server.url, streamName);
+  assert.equal(new Set(messages.map((m) => m.subject)).size, N);
+  assert.equal(messages.length, N, 'no document was written twice');
+  await db.close();
+  await server.destroy();
+});
