@@ -59,7 +59,7 @@ for (const [how, streamConfig] of [
   await b.people.bulkInsert(ids.map((id) => ({ id, name: id, age: 1, tags: ['from-b'] })));
   const ra = replicate(a, streamName, { streamConfig });
   const rb = replicate(b, streamName, { streamConfig });
-  const errors = [...collectErrors(ra), ...collectErrors(rb)];
+  const errors = collectErrors([ra, rb]);
   await Promise.all([ra.start(), rb.start()]);
   const merged = async (db) =>
     (await db.people.find().exec()).every((d) => d.tags.join() === 'from-a,from-b');

@@ -34,7 +34,7 @@ test('every kind of id round-trips between two databases', async () => {
   const [a, b] = [await createDb(), await createDb()];
   const ra = replicateNats(options(a, streamName));
   const rb = replicateNats(options(b, streamName));
-  const errors = [...collectErrors(ra), ...collectErrors(rb)];
+  const errors = collectErrors([ra, rb]);
   await ra.awaitInitialReplication();
   await rb.awaitInitialReplication();
   const ids = [...new Set([...AWKWARD_IDS, ...PLAIN_IDS])];

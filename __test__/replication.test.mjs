@@ -46,7 +46,7 @@ test('two databases converge through one stream: inserts, updates and deletes', 
   const [a, b] = [await createDb(), await createDb()];
   const ra = replicate(a, streamName);
   const rb = replicate(b, streamName);
-  const errors = [...collectErrors(ra), ...collectErrors(rb)];
+  const errors = collectErrors([ra, rb]);
   await ra.awaitInitialReplication();
   await rb.awaitInitialReplication();
 

@@ -178,10 +178,18 @@ async fn build_connect_options(
         None | Some(-1) => None,
         Some(n) => Some(n as usize),
     });
-    if let Some(ms) = o.reconnect_time_wait {
-        let wait = Duration::from_millis(ms);
-        b = b.reconnect_delay_callback(move |_| wait);
-    }
+    // nats.js waits reconnectTimeWait (2 s by default) between attempts. async-nats' own
+    // default backoff did not reconnect after a one-minute outage in our tests.
+    let wait = Duration::from_millis(o.reconnect_time_wait.unwrap_or(2000));
+    b = b.reconnect_delay_callback(
+        move |attempts| {
+            if attempts <= 1 {
+                Duration::ZERO
+            } else {
+                wait
+            }
+        },
+    );
     if let Some(ms) = o.ping_interval {
         b = b.ping_interval(Duration::from_millis(ms));
     }

@@ -116,9 +116,9 @@ export function codeOf(err) {
   return inner ? inner.code : undefined;
 }
 
-/** Collects error$ of a replication state. */
-export function collectErrors(replication) {
+/** Collects error$ of one replication state or several, into one live array. */
+export function collectErrors(replications) {
   const errors = [];
-  replication.error$.subscribe((e) => errors.push(e));
+  for (const r of [].concat(replications)) r.error$.subscribe((e) => errors.push(e));
   return errors;
 }
