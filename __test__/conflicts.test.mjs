@@ -2,10 +2,9 @@
 // collection's conflict handler; nothing is silently overwritten.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { replicateNats } from 'rxdb-nats-native';
 import { deepEqual } from 'rxdb/plugins/utils';
 import { startNatsServer } from './harness/nats-server.mjs';
-import { createDb, uniqueName, waitFor, streamMessages, collectErrors } from './harness/rxdb.mjs';
+import { createDb, uniqueName, waitFor, streamMessages, collectErrors, replicatePeople } from './harness/rxdb.mjs';
 
 let server;
 before(async () => {
@@ -29,20 +28,8 @@ function mergingHandler(calls) {
   };
 }
 
-function replicate(db, streamName, extra = {}) {
-  return replicateNats({
-    collection: db.people,
-    replicationIdentifier: `conflicts-${streamName}`,
-    streamName,
-    subjectPrefix: `${streamName}.people`,
-    connection: { servers: server.url },
-    pull: {},
-    push: {},
-    retryTime: 200,
-    autoStart: false,
-    ...extra,
-  });
-}
+const replicate = (db, streamName, extra = {}) =>
+  replicatePeople(server.url, db, streamName, { autoStart: false, ...extra });
 
 for (const [how, streamConfig] of [
   ['one read per document', {}],

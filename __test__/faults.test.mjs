@@ -8,6 +8,7 @@ import { replicateNats } from 'rxdb-nats-native';
 import { NatsServer, startNatsServer, freePort } from './harness/nats-server.mjs';
 import {
   createDb, uniqueName, waitFor, streamMessages, collectErrors, codeOf, publishRaw, firstMatching,
+  replicatePeople,
 } from './harness/rxdb.mjs';
 
 let server;
@@ -18,19 +19,7 @@ after(async () => {
   await server.destroy();
 });
 
-function replicate(db, streamName, extra = {}) {
-  return replicateNats({
-    collection: db.people,
-    replicationIdentifier: `faults-${streamName}`,
-    streamName,
-    subjectPrefix: `${streamName}.people`,
-    connection: { servers: server.url },
-    pull: {},
-    push: {},
-    retryTime: 200,
-    ...extra,
-  });
-}
+const replicate = (db, streamName, extra) => replicatePeople(server.url, db, streamName, extra);
 
 const person = (id, extra = {}) => ({ id, name: id, age: 1, tags: [], ...extra });
 

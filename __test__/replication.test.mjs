@@ -1,10 +1,10 @@
 // Replication behaviour a user sees: convergence, pull batches, live, options, lifecycle.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { replicateNats } from 'rxdb-nats-native';
 import { startNatsServer } from './harness/nats-server.mjs';
 import {
   createDb, uniqueName, waitFor, docsOf, streamMessages, consumerCount, collectErrors, publishRaw,
+  replicatePeople,
 } from './harness/rxdb.mjs';
 
 let server;
@@ -15,19 +15,7 @@ after(async () => {
   await server.destroy();
 });
 
-function replicate(db, streamName, extra = {}) {
-  return replicateNats({
-    collection: db.people,
-    replicationIdentifier: `test-${streamName}`,
-    streamName,
-    subjectPrefix: `${streamName}.people`,
-    connection: { servers: server.url },
-    pull: {},
-    push: {},
-    retryTime: 200,
-    ...extra,
-  });
-}
+const replicate = (db, streamName, extra) => replicatePeople(server.url, db, streamName, extra);
 
 const person = (i, extra = {}) => ({ id: `p${String(i).padStart(5, '0')}`, name: `Person ${i}`, age: i % 100, tags: [], ...extra });
 

@@ -2,6 +2,7 @@
 import { createRxDatabase } from 'rxdb';
 import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
 import { connect } from 'nats';
+import { replicateNats } from 'rxdb-nats-native';
 
 let counter = 0;
 
@@ -121,4 +122,22 @@ export function collectErrors(replications) {
   const errors = [];
   for (const r of [].concat(replications)) r.error$.subscribe((e) => errors.push(e));
   return errors;
+}
+
+/**
+ * replicateNats() of a test database's `people` collection on `<streamName>.people`, pulling and
+ * pushing, retrying every 200 ms; `extra` overrides any option.
+ */
+export function replicatePeople(url, db, streamName, extra = {}) {
+  return replicateNats({
+    collection: db.people,
+    replicationIdentifier: `test-${streamName}`,
+    streamName,
+    subjectPrefix: `${streamName}.people`,
+    connection: { servers: url },
+    pull: {},
+    push: {},
+    retryTime: 200,
+    ...extra,
+  });
 }
