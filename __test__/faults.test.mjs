@@ -214,3 +214,20 @@ test('live replication resyncs after the server restarts and nothing is lost', a
   await b.close();
   await restartable.destroy();
 });
+
+test('a local document replaces a malformed message on its subject', async () => {
+  const streamName = uniqueName('replace');
+  const prefix = `${streamName}.people`;
+  const db = await createDb();
+  const r = replicate(db, streamName);
+  const errors = collectErrors(r);
+  await r.awaitInitialReplication();
+  await publishRaw(server.url, `${prefix}.victim`, 'garbage, not a document');
+  await waitFor(() => errors.some((e) => e.code === 'NATS_MALFORMED_MESSAGE'), 'the malformed report');
+  await db.people.insert(person('victim'));
+  await r.awaitInSync();
+  const last = (await streamMessages(server.url, streamName)).filter((m) => m.subject === `${prefix}.victim`).pop();
+  assert.equal(JSON.parse(last.body).id, 'victim');
+  assert.deepEqual(errors.filter((e) => e.code !== 'NATS_MALFORMED_MESSAGE'), []);
+  await db.close();
+});

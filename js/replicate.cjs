@@ -205,22 +205,32 @@ function createReplicateNats(rx) {
             write.bodies.push(JSON.stringify(row.newDocumentState));
             write.expected.push(server ? server.sequence : 0);
           });
-          if (write.ids.length > 0) {
+          // A create can meet a message that is not a valid document (another writer's garbage):
+          // it conflicts, and the write is retried once expecting that message's sequence.
+          for (let round = 0; round < 2 && write.ids.length > 0; round++) {
             const outcomes = unwrap(await nat.publish(write.ids, write.bodies, write.expected));
+            const again = { ids: [], bodies: [], expected: [] };
             outcomes.forEach((outcome, j) => {
               if (outcome.rejected) {
                 emitError(outcome.rejected);
               } else if ('conflict' in outcome) {
-                if (!outcome.conflict || !outcome.conflict.document) {
+                const state = outcome.conflict;
+                if (state && state.document) {
+                  conflicts.push(state.document);
+                } else if (state && round === 0) {
+                  again.ids.push(write.ids[j]);
+                  again.bodies.push(write.bodies[j]);
+                  again.expected.push(state.sequence);
+                } else {
                   throw new RxNatsError({
                     code: 'NATS_UNAVAILABLE',
                     message: `document ${JSON.stringify(write.ids[j])} conflicted but its server state could not be read; the push is retried`,
                     documentId: write.ids[j],
                   });
                 }
-                conflicts.push(outcome.conflict.document);
               }
             });
+            Object.assign(write, again);
           }
           return conflicts;
         },
