@@ -231,3 +231,17 @@ test('a local document replaces a malformed message on its subject', async () =>
   assert.deepEqual(errors.filter((e) => e.code !== 'NATS_MALFORMED_MESSAGE'), []);
   await db.close();
 });
+
+test('subjects already stored by another stream are a typed error naming the overlap', async () => {
+  const streamName = uniqueName('overlap');
+  const nc = await connect({ servers: server.url });
+  const jsm = await nc.jetstreamManager();
+  await jsm.streams.add({ name: `${streamName}other`, subjects: [`${streamName}.people.*`] });
+  await nc.close();
+  const db = await createDb();
+  const r = replicate(db, streamName);
+  const err = await firstMatching(r.error$, (e) => codeOf(e) === 'NATS_STREAM_MISMATCH', 'the overlap error');
+  const inner = err.code === 'NATS_STREAM_MISMATCH' ? err : err.parameters.errors[0];
+  assert.match(inner.message, /overlap/);
+  await db.close();
+});

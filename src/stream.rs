@@ -4,7 +4,7 @@ use crate::connection::Connection;
 use crate::error::{error_chain, ErrorCode, ReplicationError, Result};
 use crate::options::ReplicationOptions;
 use crate::subject;
-use async_nats::jetstream::context::{GetStreamErrorKind, RequestErrorKind};
+use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind, RequestErrorKind};
 use async_nats::jetstream::stream::{Config, StorageType, Stream};
 use async_nats::jetstream::ErrorCode as JsCode;
 
@@ -81,8 +81,9 @@ async fn create_stream(
                     return Ok(stream);
                 }
             }
-            let text = error_chain(&e);
-            if text.contains("overlap") {
+            let overlap = matches!(e.kind(), CreateStreamErrorKind::JetStream(js) if js.error_code() == JsCode::STREAM_SUBJECT_OVERLAP);
+            if overlap {
+                let text = error_chain(&e);
                 return Err(ReplicationError::new(
                     ErrorCode::StreamMismatch,
                     format!(
