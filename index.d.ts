@@ -102,11 +102,40 @@ export interface NatsSyncOptions<RxDocType> {
   streamConfig?: NatsStreamConfig;
 }
 
+/** What a replication has done since it was created; `replication.stats()` resolves it. */
+export interface RxNatsReplicationStats {
+  /** Documents handed to RxDB by pulls and the live feed (newest revision per batch). */
+  documentsPulled: number;
+  /** Bytes of their JSON. */
+  bytesPulled: number;
+  /** Documents written to the stream. */
+  documentsPushed: number;
+  /** Bytes of their JSON. */
+  bytesPushed: number;
+  /** Pushed documents that met a different server state and went to the conflict handler. */
+  conflicts: number;
+  /** Local documents the server would not take (e.g. larger than max_payload), each on `error$`. */
+  documentsRejected: number;
+  /** Messages on the stream that are not valid documents: skipped, each reported once on `error$`. */
+  malformedSkipped: number;
+  /** Times the NATS connection came back after a disconnect. */
+  reconnects: number;
+  /** The highest stream sequence handed to RxDB. */
+  checkpoint: number;
+  /** The stream's last sequence now; `null` when the server could not be asked within 2 s. */
+  streamLastSequence: number | null;
+  /** Stream sequences not yet handed to RxDB (`streamLastSequence - checkpoint`); `null` without pull or server. */
+  lag: number | null;
+}
+
 /** The replication state: RxDB's `RxReplicationState` with the NATS checkpoint type. */
 export declare class RxNatsReplicationState<RxDocType> extends RxReplicationState<
   RxDocType,
   NatsCheckpointType
-> {}
+> {
+  /** Counters and lag; never rejects (after `cancel()` the last counters, lag `null`). */
+  stats(): Promise<RxNatsReplicationStats>;
+}
 
 /** Starts replicating `options.collection` with a NATS JetStream stream. */
 export declare function replicateNats<RxDocType>(

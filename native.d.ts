@@ -37,6 +37,8 @@ export declare class NativeReplication {
    * `{"resync":true}` or `{"error":{..}}`), or `null` when the feed is stopped.
    */
   nextLive(): Promise<string | null>
+  /** Resolves the counters as JSON (see `stats::Stats`; camelCase keys). */
+  stats(): Promise<string>
   /** Stops the feed, deletes this replication's consumers and releases the connection. */
   close(): Promise<void>
 }

@@ -81,6 +81,9 @@ test('a document over max_payload is reported with its id; the others are pushed
   await db.people.insert(person('after'));
   await waitFor(async () => (await streamMessages(server.url, streamName)).length === 3, 'later writes');
   assert.equal(errors.filter((e) => codeOf(e) !== 'NATS_DOCUMENT_TOO_LARGE').length, 0);
+  const stats = await r.stats();
+  assert.equal(stats.documentsRejected, errors.length, 'each rejection counted once per attempt reported');
+  assert.equal(stats.documentsPushed, 3);
   await db.close();
 });
 

@@ -120,8 +120,20 @@ function validate(options) {
  * @param rx RxDB's `RxReplicationState`, `startReplicationOnLeaderShip`, `addRxPlugin`,
  *   `RxDBLeaderElectionPlugin` and rxjs `Subject`, all from the same module system.
  */
+/** What a replication state keeps of its own, out of RxDB's way. */
+const internals = new WeakMap();
+
 function createReplicateNats(rx) {
-  class RxNatsReplicationState extends rx.RxReplicationState {}
+  class RxNatsReplicationState extends rx.RxReplicationState {
+    /** Counters and lag (see RxNatsReplicationStats in index.d.ts). */
+    async stats() {
+      const own = internals.get(this);
+      const stats = JSON.parse(await own.native.stats());
+      stats.conflicts = own.conflicts;
+      if (!own.pulls) stats.lag = null;
+      return stats;
+    }
+  }
 
   function replicateNats(options) {
     const nativeOptions = validate(options);
@@ -232,6 +244,7 @@ function createReplicateNats(rx) {
             });
             Object.assign(write, again);
           }
+          internals.get(state).conflicts += conflicts.length;
           return conflicts;
         },
         batchSize: options.push.batchSize,
@@ -295,6 +308,7 @@ function createReplicateNats(rx) {
         return pauseBefore();
       };
     }
+    internals.set(state, { native: nat, conflicts: 0, pulls: !!pull });
     state.onCancel.push(() => nat.close());
 
     rx.startReplicationOnLeaderShip(waitForLeadership, state);

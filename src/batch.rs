@@ -140,6 +140,11 @@ impl BatchBuilder {
         true
     }
 
+    /// Bytes of the documents' JSON bodies.
+    pub fn document_bytes(&self) -> usize {
+        self.docs.iter().flatten().map(|b| b.len()).sum()
+    }
+
     /// The documents as one JSON array (bodies are copied as they are, already checked).
     pub fn documents_json(&self) -> String {
         let size: usize = self.docs.iter().flatten().map(|b| b.len() + 1).sum();

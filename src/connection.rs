@@ -5,7 +5,7 @@ use crate::error::{error_chain, ErrorCode, ReplicationError, Result};
 use crate::options::ConnectionOptions;
 use async_nats::{jetstream, Client, ConnectErrorKind, ConnectOptions, Event};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::{broadcast, Mutex};
@@ -30,6 +30,8 @@ pub struct Connection {
     permission_error: Arc<std::sync::Mutex<Option<String>>>,
     /// Set when the server refused a batch direct get: single reads from then on.
     pub batch_get_unsupported: AtomicBool,
+    /// Times the connection came back after a disconnect.
+    reconnects: Arc<AtomicU64>,
 }
 
 impl Connection {
@@ -40,6 +42,10 @@ impl Connection {
     /// Takes the permission violation reported since the last call, if any.
     pub fn take_permission_error(&self) -> Option<String> {
         self.permission_error.lock().ok().and_then(|mut p| p.take())
+    }
+
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
     }
 
     /// The server's `max_payload` in bytes.
@@ -109,8 +115,14 @@ async fn connect(options: &ConnectionOptions) -> Result<Connection> {
     let described = describe_servers(&servers);
     let (events, _) = broadcast::channel(16);
     let permission_error = Arc::new(std::sync::Mutex::new(None));
-    let mut builder =
-        build_connect_options(options, events.clone(), permission_error.clone()).await?;
+    let reconnects = Arc::new(AtomicU64::new(0));
+    let mut builder = build_connect_options(
+        options,
+        events.clone(),
+        permission_error.clone(),
+        reconnects.clone(),
+    )
+    .await?;
     if options.wait_on_first_connect == Some(true) {
         builder = builder.retry_on_initial_connect();
     }
@@ -143,6 +155,7 @@ async fn connect(options: &ConnectionOptions) -> Result<Connection> {
         servers: described,
         permission_error,
         batch_get_unsupported: AtomicBool::new(false),
+        reconnects,
     })
 }
 
@@ -150,6 +163,7 @@ async fn build_connect_options(
     o: &ConnectionOptions,
     events: broadcast::Sender<ConnectionEvent>,
     permission_errors: Arc<std::sync::Mutex<Option<String>>>,
+    reconnects: Arc<AtomicU64>,
 ) -> Result<ConnectOptions> {
     let mut b = ConnectOptions::new();
     if let Some(creds) = &o.creds_file {
@@ -211,6 +225,7 @@ async fn build_connect_options(
                 Some(ConnectionEvent::Disconnected)
             }
             Event::Connected if was_disconnected.load(Ordering::SeqCst) => {
+                reconnects.fetch_add(1, Ordering::Relaxed);
                 Some(ConnectionEvent::Reconnected)
             }
             Event::ServerError(async_nats::ServerError::Other(text))

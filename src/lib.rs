@@ -15,6 +15,7 @@ pub mod options;
 pub mod pull;
 pub mod push;
 pub mod replication;
+pub mod stats;
 pub mod stream;
 pub mod subject;
 #[cfg(test)]
@@ -193,6 +194,12 @@ impl NativeReplication {
             LiveEvent::Resync => r#"{"resync":true}"#.to_string(),
             LiveEvent::Error(e) => error_json(&e),
         })
+    }
+
+    /// Resolves the counters as JSON (see `stats::Stats`; camelCase keys).
+    #[napi]
+    pub async fn stats(&self) -> String {
+        serde_json::to_string(&self.core.stats().await).unwrap_or_else(internal)
     }
 
     /// Stops the feed, deletes this replication's consumers and releases the connection.

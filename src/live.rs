@@ -188,7 +188,7 @@ async fn feed_once(
             if batch.checkpoint > last.unwrap_or(0) {
                 *last = Some(batch.checkpoint);
                 let event = LiveEvent::Batch {
-                    documents_json: batch.documents_json(),
+                    documents_json: replication.hand_over(&batch),
                     checkpoint: batch.checkpoint,
                     skipped: replication.first_reports(std::mem::take(&mut batch.skipped)),
                 };

@@ -8,6 +8,7 @@ use crate::live::{self, LiveEvent, LiveFeed};
 use crate::options::ReplicationOptions;
 use crate::pull::{self, PullCursor};
 use crate::push::{self, CurrentState, ReadMode, Write, WriteOutcome};
+use crate::stats::{Counters, Stats};
 use crate::stream;
 use async_nats::jetstream::stream::Stream;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +34,8 @@ pub struct PulledBatch {
 struct Link {
     conn: Arc<Connection>,
     stream: Option<Stream>,
+    /// The connection's reconnect count when this replication took it.
+    reconnects_before: u64,
 }
 
 pub struct Replication {
@@ -45,6 +48,7 @@ pub struct Replication {
     reported: std::sync::Mutex<ReportedOnce>,
     live: std::sync::Mutex<Option<LiveFeed>>,
     closed: AtomicBool,
+    pub counters: Counters,
 }
 
 impl Replication {
@@ -63,6 +67,7 @@ impl Replication {
             reported: std::sync::Mutex::new(ReportedOnce::new(REPORTED_CAPACITY)),
             live: std::sync::Mutex::new(None),
             closed: AtomicBool::new(false),
+            counters: Counters::default(),
         }
     }
 
@@ -90,7 +95,12 @@ impl Replication {
                     "the replication was cancelled",
                 ));
             }
-            *link = Some(Link { conn, stream: None });
+            let reconnects_before = conn.reconnects();
+            *link = Some(Link {
+                conn,
+                stream: None,
+                reconnects_before,
+            });
         }
         let current = link.as_mut().expect("link was just set");
         if current.stream.is_none() {
@@ -120,10 +130,19 @@ impl Replication {
 
     /// Keeps only the skipped messages not reported before.
     pub fn first_reports(&self, skipped: Vec<ReplicationError>) -> Vec<ReplicationError> {
-        match self.reported.lock() {
+        let new = match self.reported.lock() {
             Ok(mut reported) => reported.filter_new(skipped),
             Err(_) => skipped,
-        }
+        };
+        self.counters.skipped(new.len());
+        new
+    }
+
+    /// Counts a batch handed to RxDB and turns it into JSON.
+    pub fn hand_over(&self, batch: &BatchBuilder) -> String {
+        self.counters
+            .pulled(batch.len(), batch.document_bytes(), batch.checkpoint);
+        batch.documents_json()
     }
 
     /// Up to `batch_size` documents after `checkpoint`.
@@ -140,8 +159,9 @@ impl Replication {
         .await;
         drop(cursor);
         let batch: BatchBuilder = self.on_failure(result).await?;
+        self.counters.resumed_at(checkpoint);
         Ok(PulledBatch {
-            documents_json: batch.documents_json(),
+            documents_json: self.hand_over(&batch),
             checkpoint: batch.checkpoint,
             skipped: self.first_reports(batch.skipped),
         })
@@ -162,6 +182,13 @@ impl Replication {
         let (conn, stream) = self.connected().await?;
         let result = push::publish_all(&conn, &self.options.subject_prefix, writes).await;
         let outcomes = self.on_failure(result).await?;
+        for (write, outcome) in writes.iter().zip(&outcomes) {
+            match outcome {
+                WriteOutcome::Written(_) => self.counters.pushed(write.body.len()),
+                WriteOutcome::Rejected(_) => self.counters.rejected(),
+                WriteOutcome::Conflict => {}
+            }
+        }
         let conflicted: Vec<String> = writes
             .iter()
             .zip(&outcomes)
@@ -217,6 +244,32 @@ impl Replication {
         let events = self.live.lock().ok()?.as_ref()?.events();
         let mut events = events.lock().await;
         events.recv().await
+    }
+
+    /// The counters, the reconnects of its connection and the lag behind the stream. Never
+    /// waits long: without a server answer within two seconds the lag is `None`.
+    pub async fn stats(&self) -> Stats {
+        let link = match tokio::time::timeout(Duration::from_millis(500), self.link.lock()).await {
+            Ok(link) => link
+                .as_ref()
+                .map(|l| (l.conn.clone(), l.stream.clone(), l.reconnects_before)),
+            Err(_) => None, // a connect attempt holds it
+        };
+        let Some((conn, stream, before)) = link else {
+            return self.counters.snapshot(0, None);
+        };
+        let last_sequence = match stream {
+            Some(mut stream) if !self.closed.load(Ordering::SeqCst) => {
+                tokio::time::timeout(Duration::from_secs(2), stream.info())
+                    .await
+                    .ok()
+                    .and_then(|info| info.ok())
+                    .map(|info| info.state.last_sequence)
+            }
+            _ => None,
+        };
+        self.counters
+            .snapshot(conn.reconnects().saturating_sub(before), last_sequence)
     }
 
     /// Stops everything, deletes this replication's consumers and gives back the connection.
