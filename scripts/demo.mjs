@@ -47,12 +47,34 @@ const a = await client('alpha');
 const b = await client('beta');
 log('both databases replicate through stream "demo" (subjects demo.people.*)');
 
-// Progress while documents flow from alpha to beta.
+// Key order differs between a local insert and a replicated copy: compare sorted keys.
+const canonical = (doc) => JSON.stringify(Object.fromEntries(Object.entries(doc).sort()));
+const dump = async (db) =>
+  (await db.people.find({ sort: [{ id: 'asc' }] }).exec()).map((d) => canonical(d.toJSON())).join('\n');
+async function converged() {
+  const expected = await dump(b.db);
+  for (let i = 0; i < 200; i++) {
+    if ((await dump(a.db)) === expected) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
+}
+
+// Progress while documents flow from alpha to beta, from the replications' own stats().
 const start = performance.now();
+let lastCount = 0;
+let lastAt = start;
 const progress = setInterval(async () => {
-  const count = await b.db.people.count().exec();
-  const rate = count / ((performance.now() - start) / 1000);
-  log(`beta has ${count}/${N} documents (${Math.round(rate)} docs/s)`);
+  const [count, sa, sb] = await Promise.all([
+    b.db.people.count().exec(), a.replication.stats(), b.replication.stats(),
+  ]);
+  const now = performance.now();
+  const rate = (count - lastCount) / ((now - lastAt) / 1000);
+  [lastCount, lastAt] = [count, now];
+  log(
+    `beta ${count}/${N} documents, ${Math.round(rate)} docs/s | alpha pushed ${sa.documentsPushed} ` +
+      `| beta lag ${sb.lag ?? '?'} messages | conflicts ${sa.conflicts + sb.conflicts}`
+  );
 }, 250);
 const docs = Array.from({ length: N }, (_, i) => ({
   id: `person-${i}`,
@@ -72,18 +94,36 @@ const young = await b.db.people.find({ selector: { age: { $lt: 10 } } }).exec();
 await b.db.people.bulkUpsert(young.map((d) => ({ ...d.toJSON(), name: 'updated on beta' })));
 await b.db.people.find({ selector: { age: { $gte: 80 } } }).remove();
 await b.replication.awaitInSync();
-// Key order differs between a local insert and a replicated copy: compare sorted keys.
-const canonical = (doc) => JSON.stringify(Object.fromEntries(Object.entries(doc).sort()));
-const dump = async (db) =>
-  (await db.people.find({ sort: [{ id: 'asc' }] }).exec()).map((d) => canonical(d.toJSON())).join('\n');
-const expected = await dump(b.db);
-let same = false;
-for (let i = 0; i < 200 && !same; i++) {
-  same = (await dump(a.db)) === expected;
-  if (!same) await new Promise((r) => setTimeout(r, 50));
-}
-log(`beta updated and deleted some documents; alpha has ${await a.db.people.count().exec()} documents`);
+log(`beta updated ${young.length} and deleted some documents; alpha has them: ${await converged()}`);
+
+// Both edit the same documents while beta is offline: beta's edits conflict when it comes back,
+// and RxDB's default conflict handler keeps the server's (alpha's) version.
+const contested = docs.filter((d) => d.age >= 10 && d.age < 80).slice(0, 100).map((d) => d.id);
+await b.replication.pause();
+await a.db.people.bulkUpsert(contested.map((id) => ({ ...docs[+id.slice(7)], name: 'edited on alpha' })));
+await a.replication.awaitInSync();
+await b.db.people.bulkUpsert(contested.map((id) => ({ ...docs[+id.slice(7)], name: 'edited on beta' })));
+log(`alpha and beta both edited ${contested.length} documents while beta was paused`);
+await b.replication.start();
+await b.replication.awaitInSync();
+const same = await converged();
 log(same ? 'CONVERGED: alpha and beta hold the same documents' : 'NOT CONVERGED');
+const kept = await b.db.people.findByIds(contested).exec();
+const alphaWon = [...kept.values()].filter((d) => d.name === 'edited on alpha').length;
+log(`contested documents: ${alphaWon}/${contested.length} hold alpha's edit on beta (the server state won)`);
+
+// The summary, from stats().
+const [sa, sb] = [await a.replication.stats(), await b.replication.stats()];
+const kb = (bytes) => `${(bytes / 1024).toFixed(0)} KiB`;
+console.log('\nsummary       pushed (docs / bytes)   pulled (docs / bytes)   conflicts  malformed  reconnects  lag');
+for (const [name, s] of [['alpha', sa], ['beta', sb]]) {
+  console.log(
+    `${name.padEnd(12)}  ${`${s.documentsPushed} / ${kb(s.bytesPushed)}`.padEnd(22)}  ` +
+      `${`${s.documentsPulled} / ${kb(s.bytesPulled)}`.padEnd(22)}  ${String(s.conflicts).padEnd(9)}  ` +
+      `${String(s.malformedSkipped).padEnd(9)}  ${String(s.reconnects).padEnd(10)}  ${s.lag}`
+  );
+}
+console.log(`first sync: ${N} documents in ${seconds.toFixed(2)}s (${Math.round(N / seconds)} docs/s)\n`);
 
 await a.replication.cancel();
 await b.replication.cancel();
@@ -91,4 +131,4 @@ await a.db.close();
 await b.db.close();
 await server.destroy();
 log('replications cancelled, databases closed, nats-server stopped');
-process.exitCode = same ? 0 : 1;
+process.exitCode = same && alphaWon === contested.length ? 0 : 1;
