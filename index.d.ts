@@ -100,6 +100,12 @@ export interface NatsSyncOptions<RxDocType> {
   toggleOnDocumentVisible?: boolean;
   /** Settings for a stream this library creates. */
   streamConfig?: NatsStreamConfig;
+  /**
+   * Largest document in bytes of JSON (default: only the server's `max_payload` limits it).
+   * Larger messages on the stream are skipped and reported (`NATS_DOCUMENT_TOO_LARGE`); larger
+   * local documents are not pushed. Not an option of the official plugin.
+   */
+  maxDocumentBytes?: number;
 }
 
 /** What a replication has done since it was created; `replication.stats()` resolves it. */

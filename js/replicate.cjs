@@ -44,6 +44,7 @@ const TOP_LEVEL_OPTIONS = {
   waitForLeadership: 'boolean',
   toggleOnDocumentVisible: 'boolean',
   streamConfig: 'object',
+  maxDocumentBytes: 'number',
 };
 const PULL_OPTIONS = { batchSize: 'number', modifier: 'function', initialCheckpoint: 'any' };
 const PUSH_OPTIONS = {
@@ -109,6 +110,8 @@ function validate(options) {
     deletedField: options.deletedField === undefined ? '_deleted' : options.deletedField,
     connection: options.connection || {},
     streamConfig: options.streamConfig || {},
+    maxDocumentBytes: options.maxDocumentBytes,
+    collectionSchema: options.collection.schema.jsonSchema,
   });
   const problem = native.validateOptions(nativeOptions);
   if (problem) throw new RxNatsError(JSON.parse(problem));

@@ -2,18 +2,53 @@
 //! each document, track the checkpoint, and collect what had to be skipped.
 
 use crate::error::{ErrorCode, ReplicationError};
+use crate::schema::FieldRules;
 use crate::subject;
 use bytes::Bytes;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
 
+/// Deepest nesting of arrays and objects a document may have (serde_json's own limit): deeper
+/// bodies are parser bombs, not documents.
+const MAX_NESTING: usize = 128;
+
+/// The deepest nesting of `[` and `{` in a JSON text (brackets inside strings do not count).
+fn nesting_depth(json: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in json {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// What decides whether a message body is a document of this collection.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct DocumentShape {
     pub subject_prefix: String,
     pub primary_path: String,
     pub deleted_field: String,
+    /// The collection schema's top-level rules.
+    pub rules: FieldRules,
+    /// Bodies above this are skipped (option `maxDocumentBytes`).
+    pub max_bytes: Option<usize>,
 }
 
 impl DocumentShape {
@@ -41,6 +76,23 @@ impl DocumentShape {
                 self.subject_prefix
             ))
         })?;
+        if let Some(max) = self.max_bytes.filter(|max| payload.len() > *max) {
+            return Err(ReplicationError::new(
+                ErrorCode::DocumentTooLarge,
+                format!(
+                    "message {sequence} on subject {subject:?} was skipped: its body is {} bytes, \
+                     over maxDocumentBytes ({max}). Other documents keep replicating; raise \
+                     maxDocumentBytes if documents this large are expected",
+                    payload.len()
+                ),
+            )
+            .with_subject(subject, sequence));
+        }
+        if nesting_depth(payload) > MAX_NESTING {
+            return Err(malformed(format!(
+                "the body nests deeper than {MAX_NESTING} levels"
+            )));
+        }
         let fields: HashMap<Cow<'_, str>, &RawValue> =
             serde_json::from_slice(payload).map_err(|e| {
                 let what = if payload.first().map(|b| *b != b'{').unwrap_or(true) {
@@ -59,22 +111,35 @@ impl DocumentShape {
                     self.primary_path
                 ))
             })?;
-        if let Some(raw) = fields.get(self.deleted_field.as_str()) {
-            if raw.get() != "true" && raw.get() != "false" {
+        let deleted = match fields.get(self.deleted_field.as_str()).map(|raw| raw.get()) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => {
                 return Err(malformed(format!(
                     "the deleted field {:?} is not a boolean",
                     self.deleted_field
-                )));
+                )))
             }
-        }
+        };
         let (decoded, literal) = subject::candidate_ids(token);
-        if decoded.as_deref() == Some(id.as_str()) || literal == id {
-            Ok(id)
-        } else {
-            Err(malformed(format!(
+        if decoded.as_deref() != Some(id.as_str()) && literal != id {
+            return Err(malformed(format!(
                 "its primary key {id:?} does not belong on this subject"
-            )))
+            )));
         }
+        if let Some(broken) = self.rules.violation(&fields, deleted) {
+            return Err(ReplicationError::new(
+                ErrorCode::InvalidDocument,
+                format!(
+                    "message {sequence} on subject {subject:?} was skipped: document {id:?} does \
+                     not fit the collection schema ({broken}). Other documents keep replicating; \
+                     publish a valid revision of it to repair it"
+                ),
+            )
+            .with_subject(subject, sequence)
+            .with_document(id));
+        }
+        Ok(id)
     }
 }
 
@@ -207,11 +272,27 @@ impl ReportedOnce {
 mod tests {
     use super::*;
 
+    #[test]
+    fn nesting_depth_ignores_brackets_in_strings() {
+        assert_eq!(nesting_depth(br#"{"a":[1,{"b":[]}]}"#), 4);
+        assert_eq!(nesting_depth(br#"{"a":"[[[[{{{\"]]"}"#), 1);
+        let deep = format!(
+            "{{\"id\":\"a\",\"x\":{}{}}}",
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let err = shape()
+            .decode("app.docs.a", 9, deep.as_bytes())
+            .unwrap_err();
+        assert!(err.message.contains("deeper than 128"), "{}", err.message);
+    }
+
     fn shape() -> DocumentShape {
         DocumentShape {
             subject_prefix: "app.docs".into(),
             primary_path: "id".into(),
             deleted_field: "_deleted".into(),
+            ..Default::default()
         }
     }
 

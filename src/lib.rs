@@ -15,6 +15,7 @@ pub mod options;
 pub mod pull;
 pub mod push;
 pub mod replication;
+pub mod schema;
 pub mod stats;
 pub mod stream;
 pub mod subject;
@@ -31,12 +32,52 @@ use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::time::Duration;
 
+// Answers are serialized from these types directly: `json!` would parse every document of a
+// batch into a `serde_json::Value` (slow, and it fails on deeply nested bodies).
+#[derive(serde::Serialize)]
+struct Answer<T> {
+    ok: T,
+}
+
+#[derive(serde::Serialize)]
+struct Failure<'a> {
+    error: &'a ReplicationError,
+}
+
+/// A batch for RxDB: the documents are copied into the JSON text as they are.
+#[derive(serde::Serialize)]
+struct BatchJson {
+    documents: Box<RawValue>,
+    checkpoint: u64,
+    skipped: Vec<ReplicationError>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum LiveJson {
+    Batch(BatchJson),
+}
+
+#[derive(serde::Serialize)]
+struct StateJson {
+    sequence: u64,
+    document: Option<Box<RawValue>>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum WriteJson {
+    Written(u64),
+    Conflict(Option<StateJson>),
+    Rejected(ReplicationError),
+}
+
 fn ok_json(value: impl serde::Serialize) -> String {
-    serde_json::to_string(&serde_json::json!({ "ok": value })).unwrap_or_else(internal)
+    serde_json::to_string(&Answer { ok: value }).unwrap_or_else(internal)
 }
 
 fn error_json(err: &ReplicationError) -> String {
-    serde_json::to_string(&serde_json::json!({ "error": err })).unwrap_or_else(internal)
+    serde_json::to_string(&Failure { error: err }).unwrap_or_else(internal)
 }
 
 fn internal(e: impl std::fmt::Display) -> String {
@@ -101,11 +142,11 @@ impl NativeReplication {
             .pull(checkpoint.max(0.0) as u64, batch_size as usize)
             .await
         {
-            Ok(batch) => ok_json(serde_json::json!({
-                "documents": raw(batch.documents_json),
-                "checkpoint": batch.checkpoint,
-                "skipped": batch.skipped,
-            })),
+            Ok(batch) => ok_json(BatchJson {
+                documents: raw(batch.documents_json),
+                checkpoint: batch.checkpoint,
+                skipped: batch.skipped,
+            }),
             Err(e) => error_json(&e),
         }
     }
@@ -148,11 +189,9 @@ impl NativeReplication {
                 results
                     .into_iter()
                     .map(|(outcome, state)| match outcome {
-                        push::WriteOutcome::Written(seq) => serde_json::json!({ "written": seq }),
-                        push::WriteOutcome::Conflict => {
-                            serde_json::json!({ "conflict": state_json(state) })
-                        }
-                        push::WriteOutcome::Rejected(e) => serde_json::json!({ "rejected": e }),
+                        push::WriteOutcome::Written(seq) => WriteJson::Written(seq),
+                        push::WriteOutcome::Conflict => WriteJson::Conflict(state_json(state)),
+                        push::WriteOutcome::Rejected(e) => WriteJson::Rejected(e),
                     })
                     .collect::<Vec<_>>(),
             ),
@@ -185,12 +224,12 @@ impl NativeReplication {
                 documents_json,
                 checkpoint,
                 skipped,
-            } => serde_json::json!({ "batch": {
-                "documents": raw(documents_json),
-                "checkpoint": checkpoint,
-                "skipped": skipped,
-            }})
-            .to_string(),
+            } => serde_json::to_string(&LiveJson::Batch(BatchJson {
+                documents: raw(documents_json),
+                checkpoint,
+                skipped,
+            }))
+            .unwrap_or_else(internal),
             LiveEvent::Resync => r#"{"resync":true}"#.to_string(),
             LiveEvent::Error(e) => error_json(&e),
         })
@@ -209,15 +248,12 @@ impl NativeReplication {
     }
 }
 
-fn state_json(state: Option<push::CurrentState>) -> serde_json::Value {
-    match state {
-        None => serde_json::Value::Null,
-        Some(s) => serde_json::json!({
-            "sequence": s.sequence,
-            "document": s
-                .body
-                .and_then(|b| String::from_utf8(b.to_vec()).ok())
-                .map(raw),
-        }),
-    }
+fn state_json(state: Option<push::CurrentState>) -> Option<StateJson> {
+    state.map(|s| StateJson {
+        sequence: s.sequence,
+        document: s
+            .body
+            .and_then(|b| String::from_utf8(b.to_vec()).ok())
+            .map(raw),
+    })
 }

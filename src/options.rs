@@ -26,6 +26,13 @@ pub struct ReplicationOptions {
     /// Settings for a stream this library creates.
     #[serde(default)]
     pub stream_config: StreamSettings,
+    /// Documents larger than this many bytes are neither pulled (skipped and reported) nor
+    /// pushed; without it only the server's `max_payload` limits them.
+    pub max_document_bytes: Option<usize>,
+    /// The collection's JSON schema (given by the glue, not the user): pulled documents must
+    /// fit its top-level field rules.
+    #[serde(default)]
+    pub collection_schema: Option<serde_json::Value>,
 }
 
 fn default_deleted_field() -> String {
@@ -189,6 +196,9 @@ impl ReplicationOptions {
         }
         if self.deleted_field.is_empty() {
             return invalid("option deletedField must not be empty".to_string());
+        }
+        if self.max_document_bytes == Some(0) {
+            return invalid("option maxDocumentBytes must be at least 1 (bytes)".to_string());
         }
         let c = &self.connection;
         if c.server_list().is_empty() {

@@ -8,6 +8,7 @@ use crate::live::{self, LiveEvent, LiveFeed};
 use crate::options::ReplicationOptions;
 use crate::pull::{self, PullCursor};
 use crate::push::{self, CurrentState, ReadMode, Write, WriteOutcome};
+use crate::schema::FieldRules;
 use crate::stats::{Counters, Stats};
 use crate::stream;
 use async_nats::jetstream::stream::Stream;
@@ -57,6 +58,12 @@ impl Replication {
             subject_prefix: options.subject_prefix.clone(),
             primary_path: options.primary_path.clone(),
             deleted_field: options.deleted_field.clone(),
+            rules: options
+                .collection_schema
+                .as_ref()
+                .map(FieldRules::from_schema)
+                .unwrap_or_default(),
+            max_bytes: options.max_document_bytes,
         };
         Replication {
             options,
@@ -180,8 +187,25 @@ impl Replication {
         writes: &[Write],
     ) -> Result<Vec<(WriteOutcome, Option<CurrentState>)>> {
         let (conn, stream) = self.connected().await?;
-        let result = push::publish_all(&conn, &self.options.subject_prefix, writes).await;
-        let outcomes = self.on_failure(result).await?;
+        // Documents over maxDocumentBytes would be skipped by every reader: never write them.
+        let (allowed, refused): (Vec<&Write>, Vec<&Write>) = writes
+            .iter()
+            .partition(|w| self.shape.max_bytes.is_none_or(|max| w.body.len() <= max));
+        let outcomes = if refused.is_empty() {
+            let result = push::publish_all(&conn, &self.options.subject_prefix, writes).await;
+            self.on_failure(result).await?
+        } else {
+            let allowed: Vec<Write> = allowed.into_iter().cloned().collect();
+            let result = push::publish_all(&conn, &self.options.subject_prefix, &allowed).await;
+            let mut written = self.on_failure(result).await?.into_iter();
+            writes
+                .iter()
+                .map(|w| match self.shape.max_bytes {
+                    Some(max) if w.body.len() > max => WriteOutcome::Rejected(over_limit(w, max)),
+                    _ => written.next().expect("one outcome per allowed write"),
+                })
+                .collect()
+        };
         for (write, outcome) in writes.iter().zip(&outcomes) {
             match outcome {
                 WriteOutcome::Written(_) => self.counters.pushed(write.body.len()),
@@ -285,4 +309,18 @@ impl Replication {
             connection::release(&self.options.connection).await;
         }
     }
+}
+
+fn over_limit(write: &Write, max: usize) -> ReplicationError {
+    ReplicationError::new(
+        ErrorCode::DocumentTooLarge,
+        format!(
+            "document {:?} was not pushed: it is {} bytes, over maxDocumentBytes ({max}), so \
+             other replications would skip it. Make it smaller or raise maxDocumentBytes on \
+             every replication of this stream; the other documents were pushed",
+            write.id,
+            write.body.len()
+        ),
+    )
+    .with_document(&write.id)
 }
