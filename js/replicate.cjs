@@ -4,7 +4,7 @@
  * handed RxDB's exports by index.cjs (RxDB's CJS build) or index.mjs (RxDB's ESM build), so a
  * process never loads two copies of RxDB.
  */
-const native = require('../native.js');
+const native = require('./native.cjs');
 
 /** An error of rxdb-nats-native; `code` is stable (see the README's error table). */
 class RxNatsError extends Error {
