@@ -215,6 +215,28 @@ test('autoStart: false waits for start()', async () => {
   await db.close();
 });
 
+test('push.waitBeforePersist holds local writes back until it resolves', async () => {
+  const streamName = uniqueName('waitbefore');
+  const db = await createDb();
+  let calls = 0;
+  let release;
+  const gate = new Promise((res) => (release = res));
+  const r = replicate(db, streamName, { push: { waitBeforePersist: () => (calls++, gate) } });
+  try {
+    await r.awaitInitialReplication();
+    await db.people.insert(person(1));
+    await waitFor(() => calls > 0, 'waitBeforePersist to be called', 5000);
+    await new Promise((res) => setTimeout(res, 300));
+    assert.deepEqual(await streamMessages(server.url, streamName), [], 'nothing pushed while it waits');
+    release();
+    await waitFor(async () => (await streamMessages(server.url, streamName)).length === 1, 'the push after it resolved');
+  } finally {
+    release();
+    await r.cancel();
+    await db.close();
+  }
+});
+
 test('modifiers, deletedField and checkpoints are honoured', async () => {
   const streamName = uniqueName('modifiers');
   const [a, b] = [await createDb(), await createDb()];

@@ -16,6 +16,8 @@ const { natsServerBin } = require('../scripts/nats-server.cjs');
 const SKIP = new Set(['rxdb16.test.mjs', 'install.test.mjs', 'types.test.mjs', 'outage.test.mjs']);
 const files = fs.readdirSync(path.join(repoRoot, '__test__')).filter((f) => /\.test\.[cm]js$/.test(f) && !SKIP.has(f)).sort();
 
+// A file takes under 30 s here; a hung one is killed so the run reports it.
+const FILE_TIMEOUT_MS = 5 * 60 * 1000;
 let consumer;
 before(() => {
   consumer = installConsumer({ rxdb: 'node_modules/rxdb-16', rxjs: 'node_modules/rxjs', nats: 'node_modules/nats' });
@@ -44,12 +46,16 @@ for (const file of files) {
       cwd: consumer.dir,
       env: consumer.env,
       stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true, // its own process group, so a kill takes its nats-servers along
     });
     let output = '';
     child.stdout.on('data', (d) => (output += d));
     child.stderr.on('data', (d) => (output += d));
+    // A failed test can leave a replication open, which keeps its process alive.
+    const timer = setTimeout(() => process.kill(-child.pid, 'SIGKILL'), FILE_TIMEOUT_MS);
     const status = await new Promise((resolve) => child.on('close', resolve));
-    assert.equal(status, 0, `__test__/${file} failed with RxDB 16:\n${output.slice(-6000)}`);
+    clearTimeout(timer);
+    assert.equal(status, 0, `__test__/${file} failed with RxDB 16 (status ${status}):\n${output.slice(-6000)}`);
     assert.match(output, /ℹ pass [1-9]/);
     assert.match(output, /ℹ fail 0/);
   });

@@ -294,6 +294,17 @@ function createReplicateNats(rx) {
         }
       }
     };
+    // RxDB 16 takes push.waitBeforePersist but does not hand it to its replication protocol
+    // (RxDB 17 does). The protocol reads it at each local change, so it is set once started.
+    const waitBeforePersist = options.push && options.push.waitBeforePersist;
+    if (waitBeforePersist) {
+      const startWithout = state.start.bind(state);
+      state.start = async function start() {
+        await startWithout();
+        const internal = state.internalReplicationState;
+        if (internal && !internal.input.waitBeforePersist) internal.input.waitBeforePersist = waitBeforePersist;
+      };
+    }
     const batchSize = (options.pull && options.pull.batchSize) || 100;
     if (live && pull) {
       const startBefore = state.start.bind(state);
