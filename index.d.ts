@@ -77,7 +77,11 @@ export type NatsSyncPushOptions<RxDocType> = Omit<ReplicationPushOptions<RxDocTy
 
 /** The options of `replicateNats()`, those of the official plugin. */
 export interface NatsSyncOptions<RxDocType> {
-  collection: RxCollection<RxDocType, any, any, any>;
+  /**
+   * The collection to replicate; its document type becomes the replication's. (`any` for the
+   * static methods would make the whole intersection `any` and lose that type.)
+   */
+  collection: RxCollection<RxDocType, any, {}, any, any>;
   /** Identifies the replication, so RxDB resumes it from its checkpoint after a restart. */
   replicationIdentifier: string;
   /** The JetStream stream; created with subjects `[subjectPrefix + '.*']` when missing. */
