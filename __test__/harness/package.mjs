@@ -139,11 +139,18 @@ export function installConsumer(deps = { rxdb: 'node_modules/rxdb', rxjs: 'node_
     path.join(project, 'package-lock.json'),
     JSON.stringify({ name: 'consumer', version: '1.0.0', lockfileVersion: 3, requires: true, packages: { '': pkg, ...lockPackages } }, null, 2)
   );
-  execFileSync('npm', ['install', '--offline', '--ignore-scripts', '--no-audit', '--no-fund'], {
-    cwd: project,
-    env,
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  try {
+    execFileSync('npm', ['install', '--offline', '--ignore-scripts', '--no-audit', '--no-fund'], {
+      cwd: project,
+      env,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  } catch (err) {
+    throw new Error(
+      `npm install --offline failed in ${project}; it takes ${Object.keys(deps).join(', ')} from npm's cache, ` +
+        `where the repository's own npm install (with the same cache) puts them:\n${err.stderr}`
+    );
+  }
   return { dir: project, env, packed, remove: () => fs.rmSync(dir, { recursive: true, force: true }) };
 }
