@@ -220,6 +220,17 @@ impl ReplicationOptions {
                     .to_string(),
             );
         }
+        if let Some(seed) = &c.nkey_seed {
+            // Checked here: async-nats would report a bad seed as refused credentials.
+            if let Err(e) = nkeys::KeyPair::from_seed(&seed.0) {
+                return invalid(format!(
+                    "option connection.nkeySeed is not a valid nkey seed ({}; value not shown): \
+                     pass the seed of a user nkey, the line starting with \"SU\" that \
+                     `nk -gen user` or `nsc` prints",
+                    e.kind()
+                ));
+            }
+        }
         if let Some(tls) = &c.tls {
             if tls.ca.is_some() || tls.cert.is_some() || tls.key.is_some() {
                 return invalid(
@@ -310,6 +321,27 @@ mod tests {
         .unwrap();
         assert!(!format!("{o:?}").contains("hunter2"));
         assert!(!o.connection.sharing_key().contains("hunter2"));
+    }
+
+    #[test]
+    fn a_malformed_nkey_seed_is_named_and_not_echoed() {
+        let seed = nkeys::KeyPair::new_user().seed().unwrap();
+        let broken = format!("{}XX", &seed[..seed.len() - 2]);
+        let err = parse(&format!(
+            r#"{{{BASE},"connection":{{"nkeySeed":"{broken}"}}}}"#
+        ))
+        .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidOption);
+        assert!(
+            err.message.contains("connection.nkeySeed"),
+            "{}",
+            err.message
+        );
+        assert!(!err.message.contains(&broken[4..20]), "{}", err.message);
+        assert!(parse(&format!(
+            r#"{{{BASE},"connection":{{"nkeySeed":"{seed}"}}}}"#
+        ))
+        .is_ok());
     }
 
     #[test]
