@@ -5,6 +5,7 @@ use crate::error::{error_chain, ErrorCode, ReplicationError, Result};
 use crate::options::ConnectionOptions;
 use async_nats::{jetstream, Client, ConnectErrorKind, ConnectOptions, Event};
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -28,6 +29,8 @@ pub struct Connection {
     /// The last "Permissions Violation" the server sent: the only sign of a denied request,
     /// which otherwise just times out.
     permission_error: Arc<std::sync::Mutex<Option<String>>>,
+    /// Every "Permissions Violation" as it arrives, for requests waiting on an answer.
+    violations: broadcast::Sender<String>,
     /// Set when the server refused a batch direct get: single reads from then on.
     pub batch_get_unsupported: AtomicBool,
     /// Times the connection came back after a disconnect.
@@ -42,6 +45,36 @@ impl Connection {
     /// Takes the permission violation reported since the last call, if any.
     pub fn take_permission_error(&self) -> Option<String> {
         self.permission_error.lock().ok().and_then(|mut p| p.take())
+    }
+
+    /// Awaits `request`, or gives the server's "Permissions Violation" text as soon as one names
+    /// `subject`: the server drops a denied publish, so its request would only time out.
+    pub async fn unless_denied<F: Future>(
+        &self,
+        subject: &str,
+        request: F,
+    ) -> std::result::Result<F::Output, String> {
+        let quoted = format!("\"{subject}\"");
+        let mut violations = self.violations.subscribe();
+        tokio::pin!(request);
+        loop {
+            tokio::select! {
+                out = &mut request => return Ok(out),
+                text = violations.recv() => match text {
+                    Ok(text) if text.contains(&quoted) => {
+                        // Reported here: later failures must not be blamed on it.
+                        if let Ok(mut last) = self.permission_error.lock() {
+                            if last.as_deref() == Some(text.as_str()) {
+                                *last = None;
+                            }
+                        }
+                        return Err(text);
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return Ok(request.await),
+                },
+            }
+        }
     }
 
     pub fn reconnects(&self) -> u64 {
@@ -116,11 +149,13 @@ async fn connect(options: &ConnectionOptions) -> Result<Connection> {
     let (events, _) = broadcast::channel(16);
     let permission_error = Arc::new(std::sync::Mutex::new(None));
     let reconnects = Arc::new(AtomicU64::new(0));
+    let (violations, _) = broadcast::channel(16);
     let mut builder = build_connect_options(
         options,
         events.clone(),
         permission_error.clone(),
         reconnects.clone(),
+        violations.clone(),
     )
     .await?;
     if options.wait_on_first_connect == Some(true) {
@@ -154,6 +189,7 @@ async fn connect(options: &ConnectionOptions) -> Result<Connection> {
         events,
         servers: described,
         permission_error,
+        violations,
         batch_get_unsupported: AtomicBool::new(false),
         reconnects,
     })
@@ -164,6 +200,7 @@ async fn build_connect_options(
     events: broadcast::Sender<ConnectionEvent>,
     permission_errors: Arc<std::sync::Mutex<Option<String>>>,
     reconnects: Arc<AtomicU64>,
+    violations: broadcast::Sender<String>,
 ) -> Result<ConnectOptions> {
     let mut b = ConnectOptions::new();
     if let Some(creds) = &o.creds_file {
@@ -232,8 +269,9 @@ async fn build_connect_options(
                 if text.to_ascii_lowercase().contains("permissions violation") =>
             {
                 if let Ok(mut last) = permission_errors.lock() {
-                    *last = Some(text);
+                    *last = Some(text.clone());
                 }
+                let _ = violations.send(text);
                 None
             }
             _ => None,
@@ -247,8 +285,67 @@ async fn build_connect_options(
     Ok(b)
 }
 
+/// The rustls error behind a failed connect, if TLS is what failed: async-nats reports a failed
+/// handshake as an I/O error, with the rustls error inside the `io::Error`.
+fn tls_error(err: &async_nats::ConnectError) -> Option<&async_nats::rustls::Error> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = next {
+        if let Some(tls) = e.downcast_ref::<async_nats::rustls::Error>() {
+            return Some(tls);
+        }
+        // io::Error::source() skips the error it wraps, so look inside it first.
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<async_nats::rustls::Error>())
+        {
+            return Some(inner);
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// What to do about a failed TLS handshake.
+fn tls_advice(err: Option<&async_nats::rustls::Error>) -> &'static str {
+    use async_nats::rustls::{AlertDescription, Error};
+    match err {
+        Some(Error::InvalidCertificate(_)) => {
+            "the server's certificate is not trusted: set connection.tls.caFile to the PEM file \
+             of the CA that signed it (and connect by the name or IP address the certificate is for)"
+        }
+        Some(Error::AlertReceived(
+            AlertDescription::CertificateRequired
+            | AlertDescription::BadCertificate
+            | AlertDescription::UnknownCA
+            | AlertDescription::CertificateUnknown
+            | AlertDescription::UnsupportedCertificate
+            | AlertDescription::CertificateExpired
+            | AlertDescription::AccessDenied,
+        )) => {
+            "the server requires a client certificate it trusts (mutual TLS): set \
+             connection.tls.certFile and keyFile to a certificate signed by a CA in the \
+             server's tls ca_file"
+        }
+        _ => {
+            "check connection.tls (caFile must sign the server certificate; certFile/keyFile \
+             for mutual TLS) and that the server has TLS enabled"
+        }
+    }
+}
+
 fn connect_error(servers: &str, err: &async_nats::ConnectError) -> ReplicationError {
     let detail = error_chain(err);
+    let tls = tls_error(err);
+    if tls.is_some() || err.kind() == ConnectErrorKind::Tls {
+        return ReplicationError::new(
+            ErrorCode::TlsFailed,
+            format!(
+                "TLS with the NATS server at {servers} failed ({detail}): {}",
+                tls_advice(tls)
+            ),
+        );
+    }
     match err.kind() {
         ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
             ReplicationError::new(
@@ -259,13 +356,6 @@ fn connect_error(servers: &str, err: &async_nats::ConnectError) -> ReplicationEr
                 ),
             )
         }
-        ConnectErrorKind::Tls => ReplicationError::new(
-            ErrorCode::TlsFailed,
-            format!(
-                "TLS with the NATS server at {servers} failed ({detail}): check connection.tls \
-                 (caFile must sign the server certificate; certFile/keyFile for mutual TLS)"
-            ),
-        ),
         ConnectErrorKind::ServerParse | ConnectErrorKind::Dns => ReplicationError::new(
             ErrorCode::InvalidOption,
             format!("option connection.servers ({servers}) cannot be resolved: {detail}"),

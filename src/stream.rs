@@ -14,7 +14,23 @@ use async_nats::jetstream::ErrorCode as JsCode;
 pub async fn ensure_stream(conn: &Connection, options: &ReplicationOptions) -> Result<Stream> {
     let name = &options.stream_name;
     let filter = format!("{}.*", options.subject_prefix);
-    match conn.jetstream.get_stream(name).await {
+    let looked_up = conn
+        .unless_denied(
+            &format!("$JS.API.STREAM.INFO.{name}"),
+            conn.jetstream.get_stream(name),
+        )
+        .await
+        .map_err(|text| {
+            ReplicationError::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "the server refused to look up stream {name:?} ({text}): grant this user \
+                     publish permission on $JS.API.STREAM.INFO.{name} (see the README's \
+                     permissions example)"
+                ),
+            )
+        })?;
+    match looked_up {
         Ok(mut stream) => {
             let info = stream
                 .info()
@@ -66,7 +82,23 @@ async fn create_stream(
         },
         ..Default::default()
     };
-    match conn.jetstream.create_stream(config).await {
+    let created = conn
+        .unless_denied(
+            &format!("$JS.API.STREAM.CREATE.{name}"),
+            conn.jetstream.create_stream(config),
+        )
+        .await
+        .map_err(|text| {
+            ReplicationError::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "stream {name:?} does not exist and this user may not create it ({text}): \
+                     create it beforehand with a user that may (subjects [{filter:?}], as the \
+                     README says), or grant publish permission on $JS.API.STREAM.CREATE.{name}"
+                ),
+            )
+        })?;
+    match created {
         Ok(stream) => Ok(stream),
         Err(e) => {
             // Another client may have created it meanwhile: take it if it fits.
