@@ -1,0 +1,254 @@
+// TLS, mutual TLS, each kind of authentication and per-subject permissions, against real
+// nats-server processes configured for them. Certificates, keys and JWTs are generated per run.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { connect } from 'nats';
+import { NatsServer } from './harness/nats-server.mjs';
+import { createDb, uniqueName, waitFor, firstMatching, codeOf, replicatePeople, collectErrors } from './harness/rxdb.mjs';
+import { tempDir, makeCa, issueCert, userNkey, makeOperator, randomSecret } from './harness/secrets.mjs';
+
+let dir;
+let ca;
+let otherCa;
+let serverCert;
+let clientCert;
+let strangerCert;
+before(() => {
+  dir = tempDir();
+  ca = makeCa(dir, 'ca');
+  otherCa = makeCa(dir, 'other-ca');
+  serverCert = issueCert(dir, ca, 'server', 'serverAuth');
+  clientCert = issueCert(dir, ca, 'client', 'clientAuth');
+  strangerCert = issueCert(dir, otherCa, 'stranger', 'clientAuth');
+});
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+const person = (id) => ({ id, name: id, age: 1, tags: [] });
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const inner = (err) => (err && err.code ? err : err.parameters.errors[0]);
+
+/** The server's TLS block (a 5 s handshake timeout: the default 0.5 s is tight on a busy machine). */
+const tlsBlock = (extra = '') =>
+  `tls {\n cert_file: "${serverCert.cert}"\n key_file: "${serverCert.key}"\n ca_file: "${ca.cert}"\n timeout: 5\n ${extra}\n}`;
+
+/**
+ * Two databases replicating one stream with `connection`: a write on each side reaches the other.
+ */
+async function assertConverge(url, connection, streamName = uniqueName('sec')) {
+  const [a, b] = [await createDb(), await createDb()];
+  try {
+    const ra = replicatePeople(url, a, streamName, { connection: { servers: url, ...connection } });
+    const rb = replicatePeople(url, b, streamName, { connection: { servers: url, ...connection } });
+    const errors = collectErrors([ra, rb]);
+    await ra.awaitInitialReplication();
+    await rb.awaitInitialReplication();
+    const [idA, idB] = [uniqueName('from-a'), uniqueName('from-b')];
+    await a.people.insert(person(idA));
+    await b.people.insert(person(idB));
+    await waitFor(() => b.people.findOne(idA).exec(), 'a\'s write on b');
+    await waitFor(() => a.people.findOne(idB).exec(), 'b\'s write on a');
+    // An update reads the server state first (the conflict check).
+    await (await b.people.findOne(idA).exec()).incrementalPatch({ age: 2 });
+    await waitFor(async () => (await a.people.findOne(idA).exec()).age === 2, 'b\'s update on a');
+    assert.deepEqual(errors.map((e) => `${codeOf(e)} ${inner(e).message}`), []);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+}
+
+/**
+ * Starts a replication that must fail with `code`; returns its error, after checking that it came
+ * within `fastMs` and that the database received nothing.
+ */
+async function expectFailure(url, connection, code, { fastMs = 5000, retryTime = 200, streamName = uniqueName('denied') } = {}) {
+  const db = await createDb();
+  try {
+    await db.people.insert(person('local-only'));
+    const t0 = Date.now();
+    const r = replicatePeople(url, db, streamName, { connection: { servers: url, ...connection }, retryTime });
+    const err = await firstMatching(r.error$, (e) => codeOf(e) !== undefined, `a ${code} error`);
+    const elapsed = Date.now() - t0;
+    assert.equal(codeOf(err), code, inner(err).message);
+    assert.ok(elapsed < fastMs, `the error took ${elapsed} ms`);
+    return { db, r, err: inner(err) };
+  } catch (e) {
+    await db.close();
+    throw e;
+  }
+}
+
+/** Refused connection attempts the server logged so far. */
+const refusals = (server) => (server.log.match(/authentication error/g) || []).length;
+
+/**
+ * With wrong credentials the replication keeps trying, at the pace of retryTime: the server
+ * sees at least two attempts and no more than the pull, live and push retries can make.
+ */
+async function assertBoundedRetries(server, retryTime) {
+  await waitFor(() => refusals(server) >= 1, 'a refused attempt in the server log');
+  const before = refusals(server);
+  const t0 = Date.now();
+  await sleep(3000);
+  const attempts = refusals(server) - before;
+  const elapsed = Date.now() - t0;
+  // Three loops retry on their own (pull, push, live), each once per retryTime.
+  // A client that spun would make thousands.
+  const bound = 3 * (Math.ceil(elapsed / retryTime) + 2);
+  assert.ok(attempts >= 2, `retried: ${attempts} attempts in ${elapsed} ms`);
+  assert.ok(attempts <= bound, `${attempts} attempts in ${elapsed} ms with retryTime ${retryTime} (at most ${bound})`);
+}
+
+test('TLS: two databases replicate both ways over TLS, trusting the server by connection.tls.caFile', async () => {
+  const server = await new NatsServer({ config: tlsBlock() }).start();
+  try {
+    await assertConverge(server.url, { tls: { caFile: ca.cert } });
+    // A tls:// URL works as well.
+    await assertConverge(server.url.replace('nats://', 'tls://'), { tls: { caFile: ca.cert } });
+  } finally {
+    await server.destroy();
+  }
+});
+
+test('TLS: a client that does not trust the server certificate gets NATS_TLS_FAILED and replicates nothing', async () => {
+  const server = await new NatsServer({ config: tlsBlock() }).start();
+  try {
+    for (const connection of [{ tls: { caFile: otherCa.cert } }, {}]) {
+      const { db, err } = await expectFailure(server.url, connection, 'NATS_TLS_FAILED');
+      assert.match(err.message, /not trusted.*connection\.tls\.caFile/, err.message);
+      await sleep(1000);
+      await db.close();
+    }
+    // Nothing reached the server: no stream was created.
+    const nc = await connect({ servers: server.url, tls: { caFile: ca.cert } });
+    const jsm = await nc.jetstreamManager();
+    assert.deepEqual(await jsm.streams.names().next(), []);
+    await nc.close();
+  } finally {
+    await server.destroy();
+  }
+});
+
+test('mutual TLS: a client certificate replicates; none, or one the server does not trust, gets NATS_TLS_FAILED', async () => {
+  const server = await new NatsServer({ config: tlsBlock('verify: true') }).start();
+  try {
+    await assertConverge(server.url, { tls: { caFile: ca.cert, certFile: clientCert.cert, keyFile: clientCert.key } });
+    for (const connection of [
+      { tls: { caFile: ca.cert } },
+      { tls: { caFile: ca.cert, certFile: strangerCert.cert, keyFile: strangerCert.key } },
+    ]) {
+      const { db, err } = await expectFailure(server.url, connection, 'NATS_TLS_FAILED');
+      assert.match(err.message, /client certificate.*connection\.tls\.certFile and keyFile/, err.message);
+      await db.close();
+    }
+  } finally {
+    await server.destroy();
+  }
+});
+
+test('token: the right token replicates; a wrong one fails fast with NATS_AUTH_FAILED and is retried at retryTime', async () => {
+  const token = randomSecret('token');
+  const server = await new NatsServer({ config: `authorization { token: "${token}" }` }).start();
+  try {
+    await assertConverge(server.url, { token });
+    const { db, err } = await expectFailure(server.url, { token: randomSecret('wrong') }, 'NATS_AUTH_FAILED', { retryTime: 500 });
+    assert.match(err.message, /refused the credentials.*token/, err.message);
+    await assertBoundedRetries(server, 500);
+    await db.close();
+  } finally {
+    await server.destroy();
+  }
+});
+
+test('nkey: the right seed replicates; another user\'s seed fails fast with NATS_AUTH_FAILED and is retried at retryTime', async () => {
+  const user = userNkey();
+  const server = await new NatsServer({ config: `authorization { users: [{ nkey: ${user.publicKey} }] }` }).start();
+  try {
+    await assertConverge(server.url, { nkeySeed: user.seed });
+    const { db, err } = await expectFailure(server.url, { nkeySeed: userNkey().seed }, 'NATS_AUTH_FAILED', { retryTime: 500 });
+    assert.match(err.message, /refused the credentials.*nkeySeed/, err.message);
+    await assertBoundedRetries(server, 500);
+    await db.close();
+  } finally {
+    await server.destroy();
+  }
+});
+
+test('a malformed nkey seed is an invalid option, named, at replicateNats() time', async () => {
+  const db = await createDb();
+  const bad = userNkey().seed.slice(0, -4) + 'AAAA';
+  assert.throws(() => replicatePeople('nats://127.0.0.1:1', db, uniqueName('seed'), { connection: { nkeySeed: bad } }), (e) => {
+    assert.equal(e.code, 'NATS_INVALID_OPTION');
+    assert.match(e.message, /connection\.nkeySeed is not a valid nkey seed/);
+    return true;
+  });
+  await db.close();
+});
+
+test('creds file (operator mode): a user of the account replicates; another operator\'s user fails fast with NATS_AUTH_FAILED and is retried at retryTime', async () => {
+  const op = await makeOperator(dir);
+  const server = await new NatsServer({ config: op.config }).start();
+  try {
+    const good = await op.creds('app');
+    await assertConverge(server.url, { credsFile: good.file });
+    const stranger = await (await makeOperator(dir)).creds('stranger');
+    const { db, err } = await expectFailure(server.url, { credsFile: stranger.file }, 'NATS_AUTH_FAILED', { retryTime: 500 });
+    assert.match(err.message, /refused the credentials.*credsFile/, err.message);
+    await assertBoundedRetries(server, 500);
+    await db.close();
+    // A creds file that is not there is an invalid option naming the file.
+    const missing = await expectFailure(server.url, { credsFile: `${dir}/missing.creds` }, 'NATS_INVALID_OPTION');
+    assert.match(missing.err.message, /connection\.credsFile.*missing\.creds/);
+    await missing.db.close();
+  } finally {
+    await server.destroy();
+  }
+});
+
+/**
+ * What a replicating user needs, and nothing more: the README's example permissions block for
+ * stream `S` and subject prefix `P` (the stream is created beforehand by an administrator).
+ */
+const replicatingUserPermissions = (S, P) => `{
+      publish: {
+        allow: [
+          "$JS.API.STREAM.INFO.${S}",
+          "$JS.API.CONSUMER.CREATE.${S}", "$JS.API.CONSUMER.CREATE.${S}.>",
+          "$JS.API.CONSUMER.MSG.NEXT.${S}.>", "$JS.API.CONSUMER.DELETE.${S}.>",
+          "$JS.API.STREAM.MSG.GET.${S}", "$JS.API.DIRECT.GET.${S}", "$JS.API.DIRECT.GET.${S}.>",
+          "${P}.>"
+        ]
+      }
+      subscribe: { allow: ["_INBOX.>"] }
+    }`;
+
+test('permissions: a user who may not create streams gets NATS_PERMISSION_DENIED naming the stream; with the stream pre-created it replicates', async () => {
+  const streamName = uniqueName('perm');
+  const prefix = `${streamName}.people`;
+  const adminPass = randomSecret('admin');
+  const appPass = randomSecret('app');
+  const minimalPass = randomSecret('minimal');
+  const server = await new NatsServer({
+    config: `authorization { users: [
+      { user: admin, password: "${adminPass}" }
+      { user: app, password: "${appPass}", permissions: { publish: { deny: "$JS.API.STREAM.CREATE.>" } } }
+      { user: minimal, password: "${minimalPass}", permissions: ${replicatingUserPermissions(streamName, prefix)} }
+    ] }`,
+  }).start();
+  try {
+    for (const [user, pass] of [['app', appPass], ['minimal', minimalPass]]) {
+      const { db, err } = await expectFailure(server.url, { user, pass }, 'NATS_PERMISSION_DENIED', { streamName });
+      assert.ok(err.message.includes(`stream "${streamName}" does not exist and this user may not create it`), err.message);
+      assert.match(err.message, /create it beforehand/);
+      await db.close();
+    }
+    const nc = await connect({ servers: server.url, user: 'admin', pass: adminPass });
+    await (await nc.jetstreamManager()).streams.add({ name: streamName, subjects: [`${prefix}.*`] });
+    await nc.close();
+    await assertConverge(server.url, { user: 'app', pass: appPass }, streamName);
+    await assertConverge(server.url, { user: 'minimal', pass: minimalPass }, streamName);
+  } finally {
+    await server.destroy();
+  }
+});
