@@ -252,3 +252,40 @@ test('permissions: a user who may not create streams gets NATS_PERMISSION_DENIED
     await server.destroy();
   }
 });
+
+test('credentials refused on reconnect: NATS_AUTH_FAILED on error$, reconnects paced by reconnectTimeWait, resumes once accepted', async () => {
+  const token = randomSecret('token');
+  const server = await new NatsServer({ config: `authorization { token: "${token}" }` }).start();
+  const streamName = uniqueName('revoked');
+  const [a, b] = [await createDb(), await createDb()];
+  try {
+    const connection = { servers: server.url, token, reconnectTimeWait: 500 };
+    const ra = replicatePeople(server.url, a, streamName, { connection });
+    const rb = replicatePeople(server.url, b, streamName, { connection: { ...connection, name: 'b' } });
+    await ra.awaitInitialReplication();
+    await rb.awaitInitialReplication();
+    // The token changes on the server: every reconnect is refused.
+    await server.stop();
+    server.config = `authorization { token: "${randomSecret('rotated')}" }`;
+    await server.start();
+    const err = inner(await firstMatching(ra.error$, (e) => codeOf(e) === 'NATS_AUTH_FAILED', 'the refusal on error$'));
+    assert.match(err.message, /refused the credentials when reconnecting.*token/, err.message);
+    // Two connections (a's and b's), each retrying once per reconnectTimeWait.
+    const before = refusals(server);
+    const t0 = Date.now();
+    await sleep(3000);
+    const attempts = refusals(server) - before;
+    const bound = 2 * (Math.ceil((Date.now() - t0) / 500) + 2);
+    assert.ok(attempts >= 2 && attempts <= bound, `${attempts} refused reconnects in 3 s (at most ${bound})`);
+    // The old token is accepted again: both replicate without being recreated.
+    await server.stop();
+    server.config = `authorization { token: "${token}" }`;
+    await server.start();
+    await a.people.insert(person('after-rotation'));
+    await waitFor(() => b.people.findOne('after-rotation').exec(), 'the write after the token is accepted again');
+  } finally {
+    await a.close();
+    await b.close();
+    await server.destroy();
+  }
+});

@@ -17,6 +17,9 @@ pub enum ConnectionEvent {
     Disconnected,
     /// Connected again after a disconnect: server-side state may have moved on.
     Reconnected,
+    /// A reconnect attempt was refused for its credentials (sent once per disconnect; the
+    /// attempts go on every `reconnectTimeWait`).
+    CredentialsRefused,
 }
 
 /// One live NATS connection and its JetStream context.
@@ -254,6 +257,7 @@ async fn build_connect_options(
         }
     }
     let was_disconnected = Arc::new(AtomicBool::new(false));
+    let refusal_sent = Arc::new(AtomicBool::new(false));
     b = b.event_callback(move |event| {
         let events = events.clone();
         let send = match event {
@@ -261,9 +265,22 @@ async fn build_connect_options(
                 was_disconnected.store(true, Ordering::SeqCst);
                 Some(ConnectionEvent::Disconnected)
             }
-            Event::Connected if was_disconnected.load(Ordering::SeqCst) => {
-                reconnects.fetch_add(1, Ordering::Relaxed);
-                Some(ConnectionEvent::Reconnected)
+            Event::Connected => {
+                refusal_sent.store(false, Ordering::SeqCst);
+                if was_disconnected.load(Ordering::SeqCst) {
+                    reconnects.fetch_add(1, Ordering::Relaxed);
+                    Some(ConnectionEvent::Reconnected)
+                } else {
+                    None
+                }
+            }
+            // async-nats reports a failed reconnect by the Display of its ConnectErrorKind.
+            Event::ClientError(async_nats::ClientError::Other(text))
+                if text == ConnectErrorKind::AuthorizationViolation.to_string()
+                    || text == ConnectErrorKind::Authentication.to_string() =>
+            {
+                (!refusal_sent.swap(true, Ordering::SeqCst))
+                    .then_some(ConnectionEvent::CredentialsRefused)
             }
             Event::ServerError(async_nats::ServerError::Other(text))
                 if text.to_ascii_lowercase().contains("permissions violation") =>

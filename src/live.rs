@@ -5,7 +5,7 @@
 
 use crate::batch::BatchBuilder;
 use crate::connection::ConnectionEvent;
-use crate::error::ReplicationError;
+use crate::error::{ErrorCode, ReplicationError};
 use crate::pull::create_consumer;
 use crate::replication::Replication;
 use futures::{FutureExt, StreamExt};
@@ -151,6 +151,22 @@ async fn feed_once(
                 _ = stopped.changed() => return Ok(Break::Stop),
                 event = connection_events.recv() => match event {
                     Ok(ConnectionEvent::Reconnected) => return Ok(Break::Recreate),
+                    Ok(ConnectionEvent::CredentialsRefused) => {
+                        let refused = ReplicationError::new(
+                            ErrorCode::AuthFailed,
+                            format!(
+                                "the NATS server at {} refused the credentials when reconnecting \
+                                 (changed or revoked on the server?): check connection.user/pass, \
+                                 token, nkeySeed or credsFile; reconnecting every \
+                                 reconnectTimeWait",
+                                conn.servers
+                            ),
+                        );
+                        if tx.send(LiveEvent::Error(refused)).await.is_err() {
+                            return Ok(Break::Stop);
+                        }
+                        continue;
+                    }
                     Ok(ConnectionEvent::Disconnected) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => return Ok(Break::Recreate),
                 },
