@@ -34,6 +34,8 @@ pub struct Connection {
     permission_error: Arc<std::sync::Mutex<Option<String>>>,
     /// Every "Permissions Violation" as it arrives, for requests waiting on an answer.
     violations: broadcast::Sender<String>,
+    /// Set while reconnects are refused for their credentials.
+    credentials_refused: Arc<AtomicBool>,
     /// Set when the server refused a batch direct get: single reads from then on.
     pub batch_get_unsupported: AtomicBool,
     /// Times the connection came back after a disconnect.
@@ -48,6 +50,29 @@ impl Connection {
     /// Takes the permission violation reported since the last call, if any.
     pub fn take_permission_error(&self) -> Option<String> {
         self.permission_error.lock().ok().and_then(|mut p| p.take())
+    }
+
+    /// A request that failed while reconnects are refused for their credentials failed for
+    /// that reason: say so, instead of "timed out".
+    pub fn explain(&self, err: ReplicationError) -> ReplicationError {
+        if err.code == ErrorCode::Unavailable && self.credentials_refused.load(Ordering::SeqCst) {
+            self.refused_on_reconnect()
+        } else {
+            err
+        }
+    }
+
+    /// The error for credentials refused on a reconnect.
+    pub fn refused_on_reconnect(&self) -> ReplicationError {
+        ReplicationError::new(
+            ErrorCode::AuthFailed,
+            format!(
+                "the NATS server at {} refused the credentials when reconnecting (changed or \
+                 revoked on the server?): check connection.user/pass, token, nkeySeed or \
+                 credsFile; reconnecting every reconnectTimeWait",
+                self.servers
+            ),
+        )
     }
 
     /// Awaits `request`, or gives the server's "Permissions Violation" text as soon as one names
@@ -153,12 +178,14 @@ async fn connect(options: &ConnectionOptions) -> Result<Connection> {
     let permission_error = Arc::new(std::sync::Mutex::new(None));
     let reconnects = Arc::new(AtomicU64::new(0));
     let (violations, _) = broadcast::channel(16);
+    let credentials_refused = Arc::new(AtomicBool::new(false));
     let mut builder = build_connect_options(
         options,
         events.clone(),
         permission_error.clone(),
         reconnects.clone(),
         violations.clone(),
+        credentials_refused.clone(),
     )
     .await?;
     if options.wait_on_first_connect == Some(true) {
@@ -193,6 +220,7 @@ async fn connect(options: &ConnectionOptions) -> Result<Connection> {
         servers: described,
         permission_error,
         violations,
+        credentials_refused,
         batch_get_unsupported: AtomicBool::new(false),
         reconnects,
     })
@@ -204,6 +232,7 @@ async fn build_connect_options(
     permission_errors: Arc<std::sync::Mutex<Option<String>>>,
     reconnects: Arc<AtomicU64>,
     violations: broadcast::Sender<String>,
+    refused: Arc<AtomicBool>,
 ) -> Result<ConnectOptions> {
     let mut b = ConnectOptions::new();
     if let Some(creds) = &o.creds_file {
@@ -257,7 +286,6 @@ async fn build_connect_options(
         }
     }
     let was_disconnected = Arc::new(AtomicBool::new(false));
-    let refusal_sent = Arc::new(AtomicBool::new(false));
     b = b.event_callback(move |event| {
         let events = events.clone();
         let send = match event {
@@ -266,7 +294,7 @@ async fn build_connect_options(
                 Some(ConnectionEvent::Disconnected)
             }
             Event::Connected => {
-                refusal_sent.store(false, Ordering::SeqCst);
+                refused.store(false, Ordering::SeqCst);
                 if was_disconnected.load(Ordering::SeqCst) {
                     reconnects.fetch_add(1, Ordering::Relaxed);
                     Some(ConnectionEvent::Reconnected)
@@ -279,7 +307,7 @@ async fn build_connect_options(
                 if text == ConnectErrorKind::AuthorizationViolation.to_string()
                     || text == ConnectErrorKind::Authentication.to_string() =>
             {
-                (!refusal_sent.swap(true, Ordering::SeqCst))
+                (!refused.swap(true, Ordering::SeqCst))
                     .then_some(ConnectionEvent::CredentialsRefused)
             }
             Event::ServerError(async_nats::ServerError::Other(text))

@@ -5,7 +5,7 @@
 
 use crate::batch::BatchBuilder;
 use crate::connection::ConnectionEvent;
-use crate::error::{ErrorCode, ReplicationError};
+use crate::error::ReplicationError;
 use crate::pull::create_consumer;
 use crate::replication::Replication;
 use futures::{FutureExt, StreamExt};
@@ -97,6 +97,7 @@ async fn run(
             Ok(Break::Recreate) => first_round = false,
             Err(err) => {
                 first_round = false;
+                let err = replication.explain(err).await;
                 if tx.send(LiveEvent::Error(err)).await.is_err() {
                     return;
                 }
@@ -152,17 +153,7 @@ async fn feed_once(
                 event = connection_events.recv() => match event {
                     Ok(ConnectionEvent::Reconnected) => return Ok(Break::Recreate),
                     Ok(ConnectionEvent::CredentialsRefused) => {
-                        let refused = ReplicationError::new(
-                            ErrorCode::AuthFailed,
-                            format!(
-                                "the NATS server at {} refused the credentials when reconnecting \
-                                 (changed or revoked on the server?): check connection.user/pass, \
-                                 token, nkeySeed or credsFile; reconnecting every \
-                                 reconnectTimeWait",
-                                conn.servers
-                            ),
-                        );
-                        if tx.send(LiveEvent::Error(refused)).await.is_err() {
+                        if tx.send(LiveEvent::Error(conn.refused_on_reconnect())).await.is_err() {
                             return Ok(Break::Stop);
                         }
                         continue;

@@ -132,7 +132,19 @@ impl Replication {
                 self.forget_stream().await;
             }
         }
-        result
+        match result {
+            Err(e) => Err(self.explain(e).await),
+            ok => ok,
+        }
+    }
+
+    /// Names the cause of a failure the connection knows better (credentials refused on a
+    /// reconnect).
+    pub async fn explain(&self, err: ReplicationError) -> ReplicationError {
+        match self.link.lock().await.as_ref() {
+            Some(link) => link.conn.explain(err),
+            None => err,
+        }
     }
 
     /// Keeps only the skipped messages not reported before.
