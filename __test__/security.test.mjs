@@ -26,7 +26,8 @@ after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 const person = (id) => ({ id, name: id, age: 1, tags: [] });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const inner = (err) => (err && err.code ? err : err.parameters.errors[0]);
+/** The RxNatsError of an error$ value (RxDB wraps handler errors in RC_PULL/RC_PUSH). */
+const inner = (err) => (String(err.code).startsWith('NATS_') ? err : err.parameters.errors[0]);
 
 /** The server's TLS block (a 5 s handshake timeout: the default 0.5 s is tight on a busy machine). */
 const tlsBlock = (extra = '') =>
@@ -59,10 +60,11 @@ async function assertConverge(url, connection, streamName = uniqueName('sec')) {
 }
 
 /**
- * Starts a replication that must fail with `code`; returns its error, after checking that it came
- * within `fastMs` and that the database received nothing.
+ * Starts a replication (with one local document to push) that must fail with `code` within
+ * `fastMs`; `check(err)` runs on the error while the replication still runs, and the database is
+ * closed whatever happens.
  */
-async function expectFailure(url, connection, code, { fastMs = 5000, retryTime = 200, streamName = uniqueName('denied') } = {}) {
+async function expectFailure(url, connection, code, check, { fastMs = 5000, retryTime = 200, streamName = uniqueName('denied') } = {}) {
   const db = await createDb();
   try {
     await db.people.insert(person('local-only'));
@@ -72,10 +74,9 @@ async function expectFailure(url, connection, code, { fastMs = 5000, retryTime =
     const elapsed = Date.now() - t0;
     assert.equal(codeOf(err), code, inner(err).message);
     assert.ok(elapsed < fastMs, `the error took ${elapsed} ms`);
-    return { db, r, err: inner(err) };
-  } catch (e) {
+    await check(inner(err));
+  } finally {
     await db.close();
-    throw e;
   }
 }
 
@@ -115,10 +116,10 @@ test('TLS: a client that does not trust the server certificate gets NATS_TLS_FAI
   const server = await new NatsServer({ config: tlsBlock() }).start();
   try {
     for (const connection of [{ tls: { caFile: otherCa.cert } }, {}]) {
-      const { db, err } = await expectFailure(server.url, connection, 'NATS_TLS_FAILED');
-      assert.match(err.message, /not trusted.*connection\.tls\.caFile/, err.message);
-      await sleep(1000);
-      await db.close();
+      await expectFailure(server.url, connection, 'NATS_TLS_FAILED', async (err) => {
+        assert.match(err.message, /not trusted.*connection\.tls\.caFile/, err.message);
+        await sleep(1000);
+      });
     }
     // Nothing reached the server: no stream was created.
     const nc = await connect({ servers: server.url, tls: { caFile: ca.cert } });
@@ -138,9 +139,9 @@ test('mutual TLS: a client certificate replicates; none, or one the server does 
       { tls: { caFile: ca.cert } },
       { tls: { caFile: ca.cert, certFile: strangerCert.cert, keyFile: strangerCert.key } },
     ]) {
-      const { db, err } = await expectFailure(server.url, connection, 'NATS_TLS_FAILED');
-      assert.match(err.message, /client certificate.*connection\.tls\.certFile and keyFile/, err.message);
-      await db.close();
+      await expectFailure(server.url, connection, 'NATS_TLS_FAILED', (err) => {
+        assert.match(err.message, /client certificate.*connection\.tls\.certFile and keyFile/, err.message);
+      });
     }
   } finally {
     await server.destroy();
@@ -152,10 +153,10 @@ test('token: the right token replicates; a wrong one fails fast with NATS_AUTH_F
   const server = await new NatsServer({ config: `authorization { token: "${token}" }` }).start();
   try {
     await assertConverge(server.url, { token });
-    const { db, err } = await expectFailure(server.url, { token: randomSecret('wrong') }, 'NATS_AUTH_FAILED', { retryTime: 500 });
-    assert.match(err.message, /refused the credentials.*token/, err.message);
-    await assertBoundedRetries(server, 500);
-    await db.close();
+    await expectFailure(server.url, { token: randomSecret('wrong') }, 'NATS_AUTH_FAILED', async (err) => {
+      assert.match(err.message, /refused the credentials.*token/, err.message);
+      await assertBoundedRetries(server, 500);
+    }, { retryTime: 500 });
   } finally {
     await server.destroy();
   }
@@ -166,10 +167,10 @@ test('nkey: the right seed replicates; another user\'s seed fails fast with NATS
   const server = await new NatsServer({ config: `authorization { users: [{ nkey: ${user.publicKey} }] }` }).start();
   try {
     await assertConverge(server.url, { nkeySeed: user.seed });
-    const { db, err } = await expectFailure(server.url, { nkeySeed: userNkey().seed }, 'NATS_AUTH_FAILED', { retryTime: 500 });
-    assert.match(err.message, /refused the credentials.*nkeySeed/, err.message);
-    await assertBoundedRetries(server, 500);
-    await db.close();
+    await expectFailure(server.url, { nkeySeed: userNkey().seed }, 'NATS_AUTH_FAILED', async (err) => {
+      assert.match(err.message, /refused the credentials.*nkeySeed/, err.message);
+      await assertBoundedRetries(server, 500);
+    }, { retryTime: 500 });
   } finally {
     await server.destroy();
   }
@@ -193,14 +194,14 @@ test('creds file (operator mode): a user of the account replicates; another oper
     const good = await op.creds('app');
     await assertConverge(server.url, { credsFile: good.file });
     const stranger = await (await makeOperator(dir)).creds('stranger');
-    const { db, err } = await expectFailure(server.url, { credsFile: stranger.file }, 'NATS_AUTH_FAILED', { retryTime: 500 });
-    assert.match(err.message, /refused the credentials.*credsFile/, err.message);
-    await assertBoundedRetries(server, 500);
-    await db.close();
+    await expectFailure(server.url, { credsFile: stranger.file }, 'NATS_AUTH_FAILED', async (err) => {
+      assert.match(err.message, /refused the credentials.*credsFile/, err.message);
+      await assertBoundedRetries(server, 500);
+    }, { retryTime: 500 });
     // A creds file that is not there is an invalid option naming the file.
-    const missing = await expectFailure(server.url, { credsFile: `${dir}/missing.creds` }, 'NATS_INVALID_OPTION');
-    assert.match(missing.err.message, /connection\.credsFile.*missing\.creds/);
-    await missing.db.close();
+    await expectFailure(server.url, { credsFile: `${dir}/missing.creds` }, 'NATS_INVALID_OPTION', (err) => {
+      assert.match(err.message, /connection\.credsFile.*missing\.creds/);
+    });
   } finally {
     await server.destroy();
   }
@@ -238,10 +239,10 @@ test('permissions: a user who may not create streams gets NATS_PERMISSION_DENIED
   }).start();
   try {
     for (const [user, pass] of [['app', appPass], ['minimal', minimalPass]]) {
-      const { db, err } = await expectFailure(server.url, { user, pass }, 'NATS_PERMISSION_DENIED', { streamName });
-      assert.ok(err.message.includes(`stream "${streamName}" does not exist and this user may not create it`), err.message);
-      assert.match(err.message, /create it beforehand/);
-      await db.close();
+      await expectFailure(server.url, { user, pass }, 'NATS_PERMISSION_DENIED', (err) => {
+        assert.ok(err.message.includes(`stream "${streamName}" does not exist and this user may not create it`), err.message);
+        assert.match(err.message, /create it beforehand/);
+      }, { streamName });
     }
     const nc = await connect({ servers: server.url, user: 'admin', pass: adminPass });
     await (await nc.jetstreamManager()).streams.add({ name: streamName, subjects: [`${prefix}.*`] });
