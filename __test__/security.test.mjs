@@ -47,12 +47,17 @@ async function assertConverge(url, connection, streamName = uniqueName('sec')) {
     const [idA, idB] = [uniqueName('from-a'), uniqueName('from-b')];
     await a.people.insert(person(idA));
     await b.people.insert(person(idB));
-    await waitFor(() => b.people.findOne(idA).exec(), 'a\'s write on b');
-    await waitFor(() => a.people.findOne(idB).exec(), 'b\'s write on a');
+    const described = () => errors.map((e) => `${codeOf(e)} ${inner(e).message}`);
+    // A timeout says which errors came meanwhile.
+    const arrives = (check, what) => waitFor(check, what).catch((e) => {
+      throw new Error(`${e.message}; errors: ${JSON.stringify(described())}`);
+    });
+    await arrives(() => b.people.findOne(idA).exec(), 'a\'s write on b');
+    await arrives(() => a.people.findOne(idB).exec(), 'b\'s write on a');
     // An update reads the server state first (the conflict check).
     await (await b.people.findOne(idA).exec()).incrementalPatch({ age: 2 });
-    await waitFor(async () => (await a.people.findOne(idA).exec()).age === 2, 'b\'s update on a');
-    assert.deepEqual(errors.map((e) => `${codeOf(e)} ${inner(e).message}`), []);
+    await arrives(async () => (await a.people.findOne(idA).exec()).age === 2, 'b\'s update on a');
+    assert.deepEqual(described(), []);
   } finally {
     await a.close();
     await b.close();
