@@ -82,7 +82,12 @@ export class NatsServer {
 
   async #stopWith(signal) {
     const proc = this.proc;
-    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    if (!proc) return;
+    if (proc.exitCode !== null || proc.signalCode !== null) {
+      // It died by itself or by another process's hand: only forget it.
+      this.proc = null;
+      return;
+    }
     const exited = new Promise((resolve) => proc.once('exit', resolve));
     proc.kill(signal);
     await exited;
@@ -111,8 +116,138 @@ export class NatsServer {
     const res = await fetch(`http://127.0.0.1:${this.monitorPort}/connz`);
     return (await res.json()).num_connections;
   }
+
+  /** The monitoring endpoint `/connz` (client connections), as JSON. */
+  async connz() {
+    const res = await fetch(`http://127.0.0.1:${this.monitorPort}/connz`);
+    return res.json();
+  }
+
+  /** The monitoring endpoint `/jsz` (JetStream and its meta cluster), as JSON. */
+  async jsz() {
+    const res = await fetch(`http://127.0.0.1:${this.monitorPort}/jsz`);
+    return res.json();
+  }
 }
 
 export async function startNatsServer(options) {
   return new NatsServer(options).start();
+}
+
+/**
+ * A JetStream cluster of `size` nats-server processes on 127.0.0.1: each node has its own
+ * `server_name`, client, cluster and monitoring ports and store, and routes to all the others.
+ * A node can be killed and started again on the same ports and store.
+ */
+export class NatsCluster {
+  /**
+   * @param {object} o
+   * @param {number} [o.size=3]
+   * @param {string} [o.name] the cluster name
+   */
+  constructor({ size = 3, name = `c${process.pid}x${Date.now() % 100000}` } = {}) {
+    this.size = size;
+    this.name = name;
+    this.nodes = [];
+  }
+
+  /** Every node's client URL, for `connection.servers`. */
+  get urls() {
+    return this.nodes.map((n) => n.url);
+  }
+
+  async start() {
+    const ports = [];
+    for (let i = 0; i < this.size; i++) {
+      ports.push({ client: await freePort(), cluster: await freePort(), monitor: await freePort() });
+    }
+    const routes = ports.map((p) => `nats-route://127.0.0.1:${p.cluster}`);
+    this.nodes = ports.map((p, i) => {
+      // JetStream comes from the config's jetstream block (with -js -sd the store_dir is set twice).
+      const node = new NatsServer({ jetstream: false, monitor: true });
+      node.port = p.client;
+      node.monitorPort = p.monitor;
+      node.clusterPort = p.cluster;
+      node.serverName = `${this.name}-n${i + 1}`;
+      node.config = [
+        `server_name: ${node.serverName}`,
+        `jetstream { store_dir: ${JSON.stringify(node.storeDir)} }`,
+        `cluster {`,
+        `  name: ${this.name}`,
+        `  listen: 127.0.0.1:${p.cluster}`,
+        `  routes: [${routes.filter((_, j) => j !== i).join(', ')}]`,
+        `}`,
+      ].join('\n');
+      return node;
+    });
+    try {
+      await Promise.all(this.nodes.map((n) => n.start()));
+      await this.waitForMetaLeader();
+    } catch (e) {
+      await this.destroy();
+      throw e;
+    }
+    return this;
+  }
+
+  /** Waits until every running node knows the JetStream meta leader (elected after start). */
+  async waitForMetaLeader(timeoutMs = 60000) {
+    const deadline = Date.now() + timeoutMs;
+    let last;
+    while (Date.now() < deadline) {
+      const running = this.nodes.filter((n) => n.proc);
+      const leaders = await Promise.all(running.map((n) => n.jsz().then((j) => j.meta_cluster?.leader, () => undefined)));
+      if (leaders.length > 0 && leaders.every((l) => l && l === leaders[0])) return leaders[0];
+      last = leaders;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    throw new Error(`no JetStream meta leader after ${timeoutMs} ms (nodes report ${JSON.stringify(last)})`);
+  }
+
+  /** The node named `serverName`. */
+  node(serverName) {
+    return this.nodes.find((n) => n.serverName === serverName);
+  }
+
+  /**
+   * The node leading stream `streamName` now (`$JS.API.STREAM.INFO` → `cluster.leader`), asked
+   * through any running node; retried while an election is under way.
+   */
+  async streamLeader(streamName, timeoutMs = 30000) {
+    const { connect } = await import('nats');
+    const deadline = Date.now() + timeoutMs;
+    let lastError;
+    while (Date.now() < deadline) {
+      const servers = this.nodes.filter((n) => n.proc).map((n) => n.url);
+      let nc;
+      try {
+        nc = await connect({ servers, maxReconnectAttempts: 0, timeout: 2000 });
+        const jsm = await nc.jetstreamManager({ timeout: 2000 });
+        const info = await jsm.streams.info(streamName);
+        const leader = info.cluster?.leader && this.node(info.cluster.leader);
+        if (leader && leader.proc) return leader;
+        lastError = new Error(`stream info names leader ${info.cluster?.leader}`);
+      } catch (e) {
+        lastError = e;
+      } finally {
+        await nc?.close().catch(() => {});
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    throw new Error(`no leader for stream ${streamName} after ${timeoutMs} ms: ${lastError?.message}`);
+  }
+
+  /** The running node that holds the client connection named `connectionName` (`/connz`). */
+  async connectedNode(connectionName) {
+    for (const node of this.nodes.filter((n) => n.proc)) {
+      const connz = await node.connz().catch(() => ({ connections: [] }));
+      if ((connz.connections || []).some((c) => c.name === connectionName)) return node;
+    }
+    return undefined;
+  }
+
+  /** Stops every node and removes the stores. */
+  async destroy() {
+    await Promise.all(this.nodes.map((n) => n.destroy()));
+  }
 }
