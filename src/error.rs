@@ -97,11 +97,16 @@ impl ReplicationError {
 
     /// A transient failure of a JetStream call: RxDB retries after `retryTime`.
     pub fn unavailable(what: &str, err: &dyn std::error::Error) -> Self {
+        Self::unavailable_because(what, err, "")
+    }
+
+    /// As `unavailable`, with what the failure most likely means (` (…)`) after the cause.
+    pub fn unavailable_because(what: &str, err: &dyn std::error::Error, hint: &str) -> Self {
         ReplicationError::new(
             ErrorCode::Unavailable,
             format!(
-                "{what} failed: {}. The replication retries by itself; if this lasts, check that \
-                 the NATS server is up and its JetStream is healthy.",
+                "{what} failed: {}{hint}. The replication retries by itself; if this lasts, \
+                 check that the NATS server is up and its JetStream is healthy.",
                 error_chain(err)
             ),
         )

@@ -168,13 +168,7 @@ pub async fn publish_all(
             Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
                 pending.push(Err(too_large(write, max_payload)))
             }
-            Err(e) => {
-                return Err(ReplicationError::unavailable(
-                    &format!("publishing document {:?}", write.id),
-                    &e,
-                )
-                .with_document(&write.id))
-            }
+            Err(e) => return Err(publish_failed(write, &e)),
         }
     }
     let acks = futures::future::join_all(pending.into_iter().map(|p| async move {
@@ -192,13 +186,7 @@ pub async fn publish_all(
             Ok(Ok(ack)) => WriteOutcome::Written(ack.sequence),
             Ok(Err(e)) if is_conflict(&e) => WriteOutcome::Conflict,
             Ok(Err(e)) => {
-                failure.get_or_insert_with(|| {
-                    ReplicationError::unavailable(
-                        &format!("publishing document {:?}", write.id),
-                        &e,
-                    )
-                    .with_document(&write.id)
-                });
+                failure.get_or_insert_with(|| publish_failed(write, &e));
                 continue;
             }
         });
@@ -224,6 +212,37 @@ fn is_conflict(err: &async_nats::jetstream::context::PublishError) -> bool {
         .unwrap_or(false)
 }
 
+/// A publish that failed for a reason that may pass; RxDB retries the batch.
+fn publish_failed(
+    write: &Write,
+    err: &async_nats::jetstream::context::PublishError,
+) -> ReplicationError {
+    let hint = publish_failure_hint(err.kind()).unwrap_or("");
+    ReplicationError::unavailable_because(&format!("publishing document {:?}", write.id), err, hint)
+        .with_document(&write.id)
+}
+
+/// What a failed publish most likely means. A 503 "no responders" (async-nats calls it "no
+/// stream found") and a missing acknowledgement are both how a stream leader election looks from
+/// the client; whether the write was stored or not, the retry cannot store it twice (it expects
+/// the subject's sequence and reads the document back on a conflict).
+fn publish_failure_hint(kind: PublishErrorKind) -> Option<&'static str> {
+    match kind {
+        PublishErrorKind::StreamNotFound => Some(
+            " (no JetStream server answered for the subject: in a cluster the stream is probably \
+             electing a leader; otherwise the stream was deleted and is created again)",
+        ),
+        PublishErrorKind::TimedOut => Some(
+            " (no acknowledgement in time: in a cluster the stream may be electing a leader; the \
+             retry finds out whether the write was stored)",
+        ),
+        PublishErrorKind::BrokenPipe => Some(
+            " (the connection broke; it reconnects by itself, to another server if one is given)",
+        ),
+        _ => None,
+    }
+}
+
 fn too_large(write: &Write, max_payload: usize) -> ReplicationError {
     ReplicationError::new(
         ErrorCode::DocumentTooLarge,
@@ -237,4 +256,50 @@ fn too_large(write: &Write, max_payload: usize) -> ReplicationError {
         ),
     )
     .with_document(&write.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn election_symptoms_get_a_hint() {
+        for kind in [PublishErrorKind::StreamNotFound, PublishErrorKind::TimedOut] {
+            let hint = publish_failure_hint(kind).expect("a hint");
+            assert!(hint.contains("electing a leader"), "{kind:?}: {hint}");
+        }
+        assert!(publish_failure_hint(PublishErrorKind::BrokenPipe).is_some());
+    }
+
+    #[test]
+    fn other_failures_keep_their_own_text() {
+        for kind in [
+            PublishErrorKind::WrongLastSequence,
+            PublishErrorKind::MaxPayloadExceeded,
+            PublishErrorKind::Other,
+        ] {
+            assert_eq!(publish_failure_hint(kind), None);
+        }
+    }
+
+    #[test]
+    fn a_failed_publish_is_transient_and_names_the_document() {
+        let write = Write {
+            id: "alice".into(),
+            body: Bytes::from_static(b"{}"),
+            expected_sequence: 0,
+        };
+        let err =
+            async_nats::jetstream::context::PublishError::new(PublishErrorKind::StreamNotFound);
+        let out = publish_failed(&write, &err);
+        assert_eq!(out.code, ErrorCode::Unavailable);
+        assert_eq!(out.document_id.as_deref(), Some("alice"));
+        assert!(
+            out.message
+                .starts_with("publishing document \"alice\" failed"),
+            "{}",
+            out.message
+        );
+        assert!(out.message.contains("electing a leader"), "{}", out.message);
+    }
 }
