@@ -310,3 +310,39 @@ test('kill -9 of the node holding a live reader\'s consumer: the reader gets a n
   assert.deepEqual(await docsOf(a), await docsOf(b));
   await liveConsumerNode.start();
 });
+
+test('kill -9 of the node holding a fresh client\'s pull consumer during its initial pull: it ends with every document, each applied once', { timeout: 4 * LONG }, async (t) => {
+  const cluster = await startCluster(t);
+  const streamName = uniqueName('pullkill');
+  const [a, c] = [await createDb(), await createDb()];
+  cluster.closeLater(a);
+  cluster.closeLater(c);
+  const ra = replicate(cluster, a, streamName, { pull: undefined, live: false, push: { batchSize: 1000 } });
+  await a.people.bulkInsert(Array.from({ length: N }, (_, i) => person(i)));
+  await ra.awaitInSync();
+
+  const applied = new Map();
+  // Small batches, so the kill lands while the pull is under way.
+  const rc = replicate(cluster, c, streamName, { push: undefined, live: false, pull: { batchSize: 20 } });
+  rc.received$.subscribe((d) => applied.set(d.id, (applied.get(d.id) || 0) + 1));
+  const errors = collectErrors(rc);
+  await waitFor(() => applied.size >= 300, 'the pull to be under way', LONG);
+  const consumerNode = await waitFor(async () => {
+    const nc = await connect({ servers: cluster.urls });
+    try {
+      const jsm = await nc.jetstreamManager();
+      for await (const ci of jsm.consumers.list(streamName)) return cluster.node(ci.cluster?.leader);
+    } finally {
+      await nc.close();
+    }
+  }, 'the pull consumer');
+  await consumerNode.kill();
+  const atKill = applied.size;
+  assert.ok(atKill < N, `the pull was still under way at the kill (${atKill} of ${N})`);
+  await rc.awaitInitialReplication();
+  assert.equal(await c.people.count().exec(), N);
+  assert.equal(applied.size, N);
+  assert.deepEqual([...applied.values()].filter((n) => n > 1), [], 'no document applied twice');
+  assert.deepEqual(errors.filter((e) => codeOf(e) !== 'NATS_UNAVAILABLE'), [], 'at most transient errors');
+  await consumerNode.start();
+});
