@@ -6,8 +6,10 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { connect } from 'nats';
-import { NatsCluster } from './harness/nats-server.mjs';
-import { createDb, uniqueName, waitFor, streamMessages, docsOf, replicatePeople, collectErrors, codeOf } from './harness/rxdb.mjs';
+import { NatsCluster, startNatsServer } from './harness/nats-server.mjs';
+import {
+  createDb, uniqueName, waitFor, streamMessages, docsOf, replicatePeople, collectErrors, codeOf, firstMatching,
+} from './harness/rxdb.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const N = 5000;
@@ -225,6 +227,33 @@ async function leaderKillDuringPush(t, writerOnLeader) {
     return peers.includes(leader.serverName) && peers.length === 3;
   }, 'the restarted node to be a current replica again', LONG);
 }
+
+test('streamConfig.replicas 3 on a server that is not clustered: NATS_INVALID_OPTION naming the option', { timeout: LONG }, async (t) => {
+  const server = await startNatsServer();
+  const db = await createDb();
+  t.after(async () => {
+    await db.close();
+    await server.destroy();
+  });
+  const r = replicatePeople(server.url, db, uniqueName('r3single'), { streamConfig: { replicas: 3 } });
+  const err = await firstMatching(r.error$, (e) => codeOf(e) !== undefined, 'an error');
+  const inner = err.parameters?.errors?.[0] ?? err;
+  assert.equal(codeOf(err), 'NATS_INVALID_OPTION');
+  assert.match(inner.message, /streamConfig\.replicas is 3.*not part of a JetStream cluster/);
+});
+
+test('more replicas than the cluster has servers: NATS_UNAVAILABLE naming streamConfig.replicas, retried', { timeout: LONG }, async (t) => {
+  const cluster = await startCluster(t);
+  const db = await createDb();
+  cluster.closeLater(db);
+  const r = replicate(cluster, db, uniqueName('r5'), { streamConfig: { replicas: 5 } });
+  const errors = collectErrors(r);
+  await waitFor(() => errors.length >= 2, 'the failed create to be reported and retried', LONG);
+  for (const err of errors) {
+    assert.equal(codeOf(err), 'NATS_UNAVAILABLE');
+    assert.match((err.parameters?.errors?.[0] ?? err).message, /with 5 replicas.*streamConfig\.replicas/);
+  }
+});
 
 test('kill -9 of the stream leader during a 5,000-document push: it completes after the election, each document once, a live reader gets all', { timeout: 4 * LONG }, (t) =>
   leaderKillDuringPush(t, false));

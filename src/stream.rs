@@ -125,6 +125,12 @@ async fn create_stream(
                     ),
                 ));
             }
+            let replicas = settings.replicas.unwrap_or(1);
+            if let CreateStreamErrorKind::JetStream(js) = e.kind() {
+                if let Some(err) = replicas_error(js.error_code(), replicas, name, &conn.servers) {
+                    return Err(err);
+                }
+            }
             Err(jetstream_error(
                 conn,
                 &format!("creating stream {name:?}"),
@@ -132,6 +138,40 @@ async fn create_stream(
             ))
         }
     }
+}
+
+/// A stream that cannot be created with `streamConfig.replicas` copies: on a server that is not
+/// clustered that is a mistake in the option; in a cluster with too few servers up it may pass
+/// (servers come back), so it stays `NATS_UNAVAILABLE` and is retried, naming the option.
+fn replicas_error(
+    code: JsCode,
+    replicas: usize,
+    name: &str,
+    servers: &str,
+) -> Option<ReplicationError> {
+    if code == JsCode::STREAM_REPLICAS_NOT_SUPPORTED {
+        return Some(ReplicationError::new(
+            ErrorCode::InvalidOption,
+            format!(
+                "option streamConfig.replicas is {replicas}, but the NATS server at {servers} is \
+                 not part of a JetStream cluster, so stream {name:?} cannot have more than one \
+                 replica: use replicas 1 (the default) or connect to a cluster"
+            ),
+        ));
+    }
+    if replicas > 1 && (code == JsCode::CLUSTER_NO_PEERS || code == JsCode::INSUFFICIENT_RESOURCES)
+    {
+        return Some(ReplicationError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "creating stream {name:?} with {replicas} replicas failed: the cluster at \
+                 {servers} has fewer than {replicas} JetStream servers available (or too little \
+                 storage). Start the missing servers, or lower streamConfig.replicas; the \
+                 replication retries by itself"
+            ),
+        ));
+    }
+    None
 }
 
 /// Explains a failed JetStream call: no JetStream, no permission, or something that may pass.
@@ -173,4 +213,53 @@ pub fn jetstream_error(
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_on_a_single_server_is_an_option_mistake() {
+        let err = replicas_error(
+            JsCode::STREAM_REPLICAS_NOT_SUPPORTED,
+            3,
+            "people",
+            "nats://h:1",
+        )
+        .expect("an error");
+        assert_eq!(err.code, ErrorCode::InvalidOption);
+        assert!(
+            err.message.contains("streamConfig.replicas is 3"),
+            "{}",
+            err.message
+        );
+        assert!(err.message.contains("nats://h:1"), "{}", err.message);
+    }
+
+    #[test]
+    fn too_few_servers_for_the_replicas_is_retried_and_names_the_option() {
+        for code in [JsCode::CLUSTER_NO_PEERS, JsCode::INSUFFICIENT_RESOURCES] {
+            let err = replicas_error(code, 5, "people", "nats://h:1").expect("an error");
+            assert_eq!(err.code, ErrorCode::Unavailable);
+            assert!(
+                err.message.contains("streamConfig.replicas"),
+                "{}",
+                err.message
+            );
+            assert!(err.message.contains("5 replicas"), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn other_create_failures_are_not_about_replicas() {
+        assert_eq!(
+            replicas_error(JsCode::INSUFFICIENT_RESOURCES, 1, "people", "nats://h:1"),
+            None
+        );
+        assert_eq!(
+            replicas_error(JsCode::STREAM_SUBJECT_OVERLAP, 3, "people", "nats://h:1"),
+            None
+        );
+    }
 }
