@@ -218,14 +218,19 @@ async function leaderKillDuringPush(t, writerOnLeader) {
   await rc.awaitInitialReplication();
   assert.equal(await c.people.count().exec(), N);
 
-  // The killed node rejoins on its store and catches up.
+  // The killed node rejoins on its store: a current replica again, it takes the next write,
+  // and when it leads the stream again every document is still there.
   await leader.start();
-  await waitFor(async () => (await localStreamState(leader, streamName))?.messages === N, 'the restarted node to hold every document', LONG);
   await waitFor(async () => {
     const info = await streamInfo(cluster, streamName);
     const peers = [info?.cluster?.leader, ...(info?.cluster?.replicas || []).filter((p) => p.current && !p.offline).map((p) => p.name)];
     return peers.includes(leader.serverName) && peers.length === 3;
   }, 'the restarted node to be a current replica again', LONG);
+  await a.people.insert(person(N));
+  await ra.awaitInSync();
+  await waitFor(async () => (await localStreamState(leader, streamName))?.messages === N + 1, 'the restarted node to hold every document', LONG);
+  await moveLeader(cluster, streamName, (l) => l === leader, `back onto ${leader.serverName}`);
+  assert.equal((await streamInfo(cluster, streamName))?.state.messages, N + 1, 'led by the restarted node, the stream holds every document');
 }
 
 test('streamConfig.replicas 3 on a server that is not clustered: NATS_INVALID_OPTION naming the option', { timeout: LONG }, async (t) => {

@@ -156,7 +156,21 @@ export class NatsCluster {
     return this.nodes.map((n) => n.url);
   }
 
+  /** Starts the nodes; once more on fresh ports if they do not form a cluster (a port taken meanwhile). */
   async start() {
+    try {
+      return await this.#startOnce();
+    } catch (first) {
+      try {
+        return await this.#startOnce();
+      } catch (second) {
+        second.message += `\n(first attempt: ${first.message})`;
+        throw second;
+      }
+    }
+  }
+
+  async #startOnce() {
     const ports = [];
     for (let i = 0; i < this.size; i++) {
       ports.push({ client: await freePort(), cluster: await freePort(), monitor: await freePort() });
@@ -201,7 +215,8 @@ export class NatsCluster {
       last = leaders;
       await new Promise((r) => setTimeout(r, 200));
     }
-    throw new Error(`no JetStream meta leader after ${timeoutMs} ms (nodes report ${JSON.stringify(last)})`);
+    const logs = this.nodes.map((n) => `--- ${n.serverName}:\n${n.log.split('\n').slice(-15).join('\n')}`).join('\n');
+    throw new Error(`no JetStream meta leader after ${timeoutMs} ms (nodes report ${JSON.stringify(last)})\n${logs}`);
   }
 
   /** The node named `serverName`. */

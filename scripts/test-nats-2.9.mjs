@@ -17,6 +17,7 @@ const NOT_HERE = {
   'install.test.mjs': 'installs the packed package; no server-version behaviour',
   'types.test.mjs': 'type-checks only',
   'rxdb16.test.mjs': 'the suite again on RxDB 16; the RxDB version, not the server, is what differs',
+  'cluster.test.mjs': 'before 2.10.23 a killed stream leader can rejoin without acknowledged writes (seen here on 2.9.10: it led again with 4,941 of 5,001)',
 };
 
 const bin = debianNatsServerBin();
