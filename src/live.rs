@@ -1,7 +1,8 @@
 //! The live feed: one consumer per running replication, starting after the newest message when
 //! the feed starts; messages arriving together become one batch event. After any break (a
-//! reconnect, a lost consumer, a gap) the consumer is recreated after the last message taken, and
-//! a `Resync` event asks RxDB to pull what may have been missed.
+//! reconnect, a lost consumer, a gap) the consumer is recreated after the last message taken.
+//! A new consumer is followed by a `Resync` event whenever RxDB may lack messages before it
+//! (after a break; on the first start, what landed between the initial pull and the consumer).
 
 use crate::batch::BatchBuilder;
 use crate::connection::ConnectionEvent;
@@ -92,11 +93,11 @@ async fn run(
             first_round,
             batch_size,
         );
+        first_round = false;
         match round.await {
             Ok(Break::Stop) => return,
-            Ok(Break::Recreate) => first_round = false,
+            Ok(Break::Recreate) => {}
             Err(err) => {
-                first_round = false;
                 let err = replication.explain(err).await;
                 if tx.send(LiveEvent::Error(err)).await.is_err() {
                     return;
@@ -134,7 +135,12 @@ async fn feed_once(
         .await
         .map_err(|e| ReplicationError::unavailable("creating the live consumer", &e))?;
     let consumer_name = consumer.cached_info().name.clone();
-    if !first_round && tx.send(LiveEvent::Resync).await.is_err() {
+    // This consumer starts after `start_after`: what RxDB has not pulled up to there it must pull
+    // now. After a break that is always possible; on the first start only if messages landed
+    // after the initial pull's last read (a pull still running reads on past `start_after`).
+    // A resync also pushes at once (RxDB skips `waitBeforePersist` for it): only when needed.
+    let missed = !first_round || replication.counters.checkpoint() < start_after;
+    if missed && tx.send(LiveEvent::Resync).await.is_err() {
         return Ok(Break::Stop);
     }
     let result = async {
