@@ -16,6 +16,7 @@ const NOT_HERE = {
   'outage.test.mjs': 'a minute-long outage; reconnect logic is client-side and runs on 2.15.1',
   'install.test.mjs': 'installs the packed package; no server-version behaviour',
   'types.test.mjs': 'type-checks only',
+  'soak.test.mjs': 'minutes of updates; memory and consumers do not depend on the server version',
   'rxdb16.test.mjs': 'the suite again on RxDB 16; the RxDB version, not the server, is what differs',
   'cluster.test.mjs': 'before 2.10.23 a killed stream leader can rejoin without acknowledged writes (seen here on 2.9.10: it led again with 4,941 of 5,001)',
 };
