@@ -165,7 +165,9 @@ export type RxNatsErrorCode =
   | 'NATS_INVALID_DOCUMENT'
   | 'NATS_DOCUMENT_TOO_LARGE'
   | 'NATS_UNAVAILABLE'
-  | 'NATS_CLOSED';
+  | 'NATS_CLOSED'
+  /** Thrown when the package loads and the platform package with the binary is missing. */
+  | 'NATS_NATIVE_MISSING';
 
 /** An error of rxdb-nats-native. Errors of pull/push handlers reach `error$` wrapped by RxDB. */
 export declare class RxNatsError extends Error {
