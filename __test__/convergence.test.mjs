@@ -122,7 +122,7 @@ test(`${CLIENTS} clients converge through random writes and server restarts (see
       const doc = JSON.parse(m.body);
       last.set(doc.id, doc);
       if (!history.has(doc.id)) history.set(doc.id, []);
-      history.get(doc.id).push({ seq: m.seq, doc, headers: m.headers });
+      history.get(doc.id).push({ seq: m.seq, doc });
       assert.equal(m.subject, `${prefix}.${doc.id}`);
     }
     return { last, history };

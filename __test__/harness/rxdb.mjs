@@ -74,8 +74,7 @@ export async function streamMessages(url, streamName) {
     for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
       try {
         const m = await jsm.streams.getMessage(streamName, { seq });
-        const headers = m.header ? Object.fromEntries([...m.header.keys()].map((k) => [k, m.header.get(k)])) : {};
-        out.push({ subject: m.subject, seq: m.seq, body: new TextDecoder().decode(m.data), headers });
+        out.push({ subject: m.subject, seq: m.seq, body: new TextDecoder().decode(m.data) });
       } catch {}
     }
     return out;
