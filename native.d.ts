@@ -15,7 +15,7 @@ export declare class NativeReplication {
   constructor(optionsJson: string, retryTimeMs: number)
   /** Connects and checks the stream; resolves `{"ok":true}` or an error. */
   connect(): Promise<string>
-  /** Resolves `{"ok":{"documents":[...],"checkpoint":N,"skipped":[errors]}}`. */
+  /** Resolves `{"ok":{"documents":[...],"sequences":[...],"checkpoint":N,"skipped":[errors]}}`. */
   pull(checkpoint: number, batchSize: number): Promise<string>
   /**
    * Resolves `{"ok":[null | {"sequence":N,"document":{..}|null}, ...]}`, one per id;
@@ -33,8 +33,8 @@ export declare class NativeReplication {
   /** Stops the live feed; a pending `nextLive()` then resolves `null`. */
   stopLive(): void
   /**
-   * Resolves the next live event as JSON (`{"batch":{documents,checkpoint,skipped}}`,
-   * `{"resync":true}` or `{"error":{..}}`), or `null` when the feed is stopped.
+   * Resolves the next live event as JSON (`{"batch":{documents,sequences,checkpoint,skipped}}`
+   * or `{"error":{..}}`), or `null` when the feed is stopped.
    */
   nextLive(): Promise<string | null>
   /** Resolves the counters as JSON (see `stats::Stats`; camelCase keys). */

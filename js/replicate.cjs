@@ -287,8 +287,6 @@ function createReplicateNats(rx) {
               checkpoint: { sequence: event.batch.checkpoint },
             });
           }
-        } else if (event.resync) {
-          pullStream$.next('RESYNC');
         } else if (event.error) {
           emitError(event.error);
         }

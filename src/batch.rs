@@ -146,7 +146,8 @@ impl DocumentShape {
 /// One batch under construction, in stream order.
 #[derive(Debug, Default)]
 pub struct BatchBuilder {
-    docs: Vec<Option<Bytes>>,
+    /// Stream sequence and body of each document; `None` where a newer revision replaced it.
+    docs: Vec<Option<(u64, Bytes)>>,
     slot_of: HashMap<String, usize>,
     /// The sequence of the last message taken, documents or not.
     pub checkpoint: u64,
@@ -197,7 +198,7 @@ impl BatchBuilder {
                 if let Some(old) = self.slot_of.insert(id, self.docs.len()) {
                     self.docs[old] = None;
                 }
-                self.docs.push(Some(payload));
+                self.docs.push(Some((sequence, payload)));
             }
             Err(err) => self.skipped.push(err),
         }
@@ -207,16 +208,21 @@ impl BatchBuilder {
 
     /// Bytes of the documents' JSON bodies.
     pub fn document_bytes(&self) -> usize {
-        self.docs.iter().flatten().map(|b| b.len()).sum()
+        self.docs.iter().flatten().map(|(_, b)| b.len()).sum()
+    }
+
+    /// The stream sequence of each document, in the order of `documents_json`.
+    pub fn sequences(&self) -> Vec<u64> {
+        self.docs.iter().flatten().map(|(seq, _)| *seq).collect()
     }
 
     /// The documents as one JSON array (bodies are copied as they are, already checked).
     pub fn documents_json(&self) -> String {
-        let size: usize = self.docs.iter().flatten().map(|b| b.len() + 1).sum();
+        let size: usize = self.docs.iter().flatten().map(|(_, b)| b.len() + 1).sum();
         let mut out = String::with_capacity(size + 2);
         out.push('[');
         let mut first = true;
-        for body in self.docs.iter().flatten() {
+        for (_, body) in self.docs.iter().flatten() {
             if !first {
                 out.push(',');
             }
@@ -347,6 +353,7 @@ mod tests {
         assert_eq!(b.checkpoint, 6);
         assert_eq!(b.skipped.len(), 1);
         assert_eq!(b.documents_json(), r#"[{"id":"b"},{"id":"a","v":2}]"#);
+        assert_eq!(b.sequences(), vec![4, 6]);
     }
 
     #[test]

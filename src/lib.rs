@@ -48,6 +48,8 @@ struct Failure<'a> {
 #[derive(serde::Serialize)]
 struct BatchJson {
     documents: Box<RawValue>,
+    /// The stream sequence of each document.
+    sequences: Vec<u64>,
     checkpoint: u64,
     skipped: Vec<ReplicationError>,
 }
@@ -134,7 +136,7 @@ impl NativeReplication {
         }
     }
 
-    /// Resolves `{"ok":{"documents":[...],"checkpoint":N,"skipped":[errors]}}`.
+    /// Resolves `{"ok":{"documents":[...],"sequences":[...],"checkpoint":N,"skipped":[errors]}}`.
     #[napi]
     pub async fn pull(&self, checkpoint: f64, batch_size: u32) -> String {
         match self
@@ -144,6 +146,7 @@ impl NativeReplication {
         {
             Ok(batch) => ok_json(BatchJson {
                 documents: raw(batch.documents_json),
+                sequences: batch.sequences,
                 checkpoint: batch.checkpoint,
                 skipped: batch.skipped,
             }),
@@ -214,23 +217,24 @@ impl NativeReplication {
         self.core.stop_live();
     }
 
-    /// Resolves the next live event as JSON (`{"batch":{documents,checkpoint,skipped}}`,
-    /// `{"resync":true}` or `{"error":{..}}`), or `null` when the feed is stopped.
+    /// Resolves the next live event as JSON (`{"batch":{documents,sequences,checkpoint,skipped}}`
+    /// or `{"error":{..}}`), or `null` when the feed is stopped.
     #[napi]
     pub async fn next_live(&self) -> Option<String> {
         let event = self.core.next_live().await?;
         Some(match event {
             LiveEvent::Batch {
                 documents_json,
+                sequences,
                 checkpoint,
                 skipped,
             } => serde_json::to_string(&LiveJson::Batch(BatchJson {
                 documents: raw(documents_json),
+                sequences,
                 checkpoint,
                 skipped,
             }))
             .unwrap_or_else(internal),
-            LiveEvent::Resync => r#"{"resync":true}"#.to_string(),
             LiveEvent::Error(e) => error_json(&e),
         })
     }

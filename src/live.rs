@@ -1,8 +1,9 @@
-//! The live feed: one consumer per running replication, starting after the newest message when
-//! the feed starts; messages arriving together become one batch event. After any break (a
-//! reconnect, a lost consumer, a gap) the consumer is recreated after the last message taken.
-//! A new consumer is followed by a `Resync` event whenever RxDB may lack messages before it
-//! (after a break; on the first start, what landed between the initial pull and the consumer).
+//! The live feed: one consumer per running replication, starting right after the message where
+//! RxDB's next pull that reaches the stream's end stops (RxDB pulls when a replication starts or
+//! resumes); messages arriving together become one batch event. After any break (a reconnect, a
+//! lost consumer, a gap) the consumer is recreated after the last message taken. So the feed has
+//! no gap and never asks RxDB to resync: a resync also makes RxDB push every local document
+//! again from a snapshot, racing the documents the feed hands over (see replicate.cjs).
 
 use crate::batch::BatchBuilder;
 use crate::connection::ConnectionEvent;
@@ -25,11 +26,10 @@ const PULL_EXPIRES: Duration = Duration::from_secs(30);
 pub enum LiveEvent {
     Batch {
         documents_json: String,
+        sequences: Vec<u64>,
         checkpoint: u64,
         skipped: Vec<ReplicationError>,
     },
-    /// Messages may have been missed: pull from the last checkpoint.
-    Resync,
     Error(ReplicationError),
 }
 
@@ -58,7 +58,9 @@ impl LiveFeed {
 pub fn start(replication: Arc<Replication>, batch_size: usize) -> LiveFeed {
     let (tx, rx) = mpsc::channel(EVENT_BUFFER);
     let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(run(replication, tx, stopped, batch_size));
+    // Subscribed before the task runs, so a pull that ends meanwhile is not missed.
+    let pulls = replication.caught_up_pulls();
+    let task = tokio::spawn(run(replication, tx, stopped, pulls, batch_size));
     LiveFeed {
         task,
         stop,
@@ -76,24 +78,22 @@ async fn run(
     replication: Arc<Replication>,
     tx: mpsc::Sender<LiveEvent>,
     mut stopped: watch::Receiver<bool>,
+    mut pulls: watch::Receiver<u64>,
     batch_size: usize,
 ) {
-    // The last sequence taken; None until the feed knows where the stream ends.
-    let mut last: Option<u64> = None;
-    let mut first_round = true;
+    // The last sequence taken: to begin with, where RxDB's pull caught up.
+    let mut last = tokio::select! {
+        changed = pulls.changed() => match changed {
+            Ok(()) => *pulls.borrow_and_update(),
+            Err(_) => return,
+        },
+        _ = stopped.changed() => return,
+    };
     loop {
         if *stopped.borrow() {
             return;
         }
-        let round = feed_once(
-            &replication,
-            &tx,
-            &mut stopped,
-            &mut last,
-            first_round,
-            batch_size,
-        );
-        first_round = false;
+        let round = feed_once(&replication, &tx, &mut stopped, &mut last, batch_size);
         match round.await {
             Ok(Break::Stop) => return,
             Ok(Break::Recreate) => {}
@@ -115,34 +115,15 @@ async fn feed_once(
     replication: &Replication,
     tx: &mpsc::Sender<LiveEvent>,
     stopped: &mut watch::Receiver<bool>,
-    last: &mut Option<u64>,
-    first_round: bool,
+    last: &mut u64,
     batch_size: usize,
 ) -> Result<Break, ReplicationError> {
     let (conn, stream) = replication.connected().await?;
-    let start_after = match *last {
-        Some(seq) => seq,
-        None => {
-            let info = stream.get_info().await.map_err(|e| {
-                ReplicationError::unavailable("reading the stream's last sequence", &e)
-            })?;
-            info.state.last_sequence
-        }
-    };
-    *last = Some(start_after);
     let mut connection_events = conn.subscribe();
-    let consumer = create_consumer(&stream, start_after + 1)
+    let consumer = create_consumer(&stream, *last + 1)
         .await
         .map_err(|e| ReplicationError::unavailable("creating the live consumer", &e))?;
     let consumer_name = consumer.cached_info().name.clone();
-    // This consumer starts after `start_after`: what RxDB has not pulled up to there it must pull
-    // now. After a break that is always possible; on the first start only if messages landed
-    // after the initial pull's last read (a pull still running reads on past `start_after`).
-    // A resync also pushes at once (RxDB skips `waitBeforePersist` for it): only when needed.
-    let missed = !first_round || replication.counters.checkpoint() < start_after;
-    if missed && tx.send(LiveEvent::Resync).await.is_err() {
-        return Ok(Break::Stop);
-    }
     let result = async {
         let mut messages = consumer
             .stream()
@@ -169,7 +150,7 @@ async fn feed_once(
                 },
                 message = messages.next() => message,
             };
-            let mut batch = BatchBuilder::new(last.unwrap_or(0));
+            let mut batch = BatchBuilder::new(*last);
             let mut next = first;
             let mut gap = false;
             // Take the first message and whatever else is already here, up to one batch.
@@ -198,10 +179,11 @@ async fn feed_once(
                     None => break,
                 }
             }
-            if batch.checkpoint > last.unwrap_or(0) {
-                *last = Some(batch.checkpoint);
+            if batch.checkpoint > *last {
+                *last = batch.checkpoint;
                 let event = LiveEvent::Batch {
                     documents_json: replication.hand_over(&batch),
+                    sequences: batch.sequences(),
                     checkpoint: batch.checkpoint,
                     skipped: replication.first_reports(std::mem::take(&mut batch.skipped)),
                 };

@@ -73,6 +73,13 @@ impl PullCursor {
     }
 }
 
+/// A pulled batch and whether it reached the end of the stream.
+pub struct Pulled {
+    pub batch: BatchBuilder,
+    /// Every message up to the stream's end (when it was read) is in this batch or before it.
+    pub caught_up: bool,
+}
+
 /// Reads up to `batch_size` distinct documents after `checkpoint`.
 ///
 /// Never stops early while the stream has more (a short batch tells RxDB it is caught up), and
@@ -83,7 +90,7 @@ pub async fn pull_batch(
     shape: &DocumentShape,
     checkpoint: u64,
     batch_size: usize,
-) -> Result<BatchBuilder> {
+) -> Result<Pulled> {
     match try_pull(stream, cursor, shape, checkpoint, batch_size).await {
         Ok(batch) => Ok(batch),
         Err(_) => {
@@ -102,7 +109,7 @@ async fn try_pull(
     shape: &DocumentShape,
     checkpoint: u64,
     batch_size: usize,
-) -> Result<BatchBuilder> {
+) -> Result<Pulled> {
     let fail = |e: &(dyn std::error::Error + 'static)| {
         ReplicationError::unavailable(
             &format!("pulling from stream after sequence {checkpoint}"),
@@ -168,5 +175,6 @@ async fn try_pull(
         cursor.buffer.extend(fetched);
     }
     cursor.follows = batch.checkpoint;
-    Ok(batch)
+    let caught_up = exhausted && cursor.buffer.is_empty();
+    Ok(Pulled { batch, caught_up })
 }

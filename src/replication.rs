@@ -15,7 +15,7 @@ use async_nats::jetstream::stream::Stream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Mutex;
+use tokio::sync::{watch, Mutex};
 
 /// How many skipped messages are remembered so each is reported once.
 const REPORTED_CAPACITY: usize = 10_000;
@@ -25,6 +25,8 @@ const REPORTED_CAPACITY: usize = 10_000;
 pub struct PulledBatch {
     /// JSON array of the documents, newest revision of each.
     pub documents_json: String,
+    /// The stream sequence of each document.
+    pub sequences: Vec<u64>,
     /// Stream sequence of the last message read.
     pub checkpoint: u64,
     /// Messages that were skipped and not reported before.
@@ -50,6 +52,9 @@ pub struct Replication {
     live: std::sync::Mutex<Option<LiveFeed>>,
     closed: AtomicBool,
     pub counters: Counters,
+    /// The checkpoint of the last pull that reached the stream's end: where a live feed
+    /// starting now continues without a gap and without replaying what RxDB pulled.
+    caught_up: watch::Sender<u64>,
 }
 
 impl Replication {
@@ -75,6 +80,7 @@ impl Replication {
             live: std::sync::Mutex::new(None),
             closed: AtomicBool::new(false),
             counters: Counters::default(),
+            caught_up: watch::Sender::new(0),
         }
     }
 
@@ -177,13 +183,26 @@ impl Replication {
         )
         .await;
         drop(cursor);
-        let batch: BatchBuilder = self.on_failure(result).await?;
+        let pulled = self.on_failure(result).await?;
+        let batch = pulled.batch;
         self.counters.resumed_at(checkpoint);
-        Ok(PulledBatch {
+        let answer = PulledBatch {
             documents_json: self.hand_over(&batch),
+            sequences: batch.sequences(),
             checkpoint: batch.checkpoint,
             skipped: self.first_reports(batch.skipped),
-        })
+        };
+        if pulled.caught_up {
+            self.caught_up.send_replace(batch.checkpoint);
+        }
+        Ok(answer)
+    }
+
+    /// Pulls that reach the stream's end, from now on (see `caught_up`).
+    pub fn caught_up_pulls(&self) -> watch::Receiver<u64> {
+        let mut pulls = self.caught_up.subscribe();
+        pulls.mark_unchanged();
+        pulls
     }
 
     /// The server state of each document.
