@@ -34,8 +34,8 @@ test(`soak: ${UPDATES} updates of ${DOCS} documents, memory flat, nothing left b
     await writer.people.bulkUpsert(
       Array.from({ length: DOCS }, (_, i) => ({ id: `doc-${i}`, name: `round ${round}`, age: round, tags: [] }))
     );
-    // Round by round: both replications caught up (the writer with its own echo, see the
-    // known problem below) before the next round.
+    // Round by round: both replications caught up before the next round, so every memory
+    // sample is taken in the same state (a writer that does not wait: echo-races.test.mjs).
     await rw.awaitInSync();
     await waitFor(async () => (await rr.stats()).lag === 0 && (await rw.stats()).lag === 0, 'both to catch up', 60000);
     samples.push(process.memoryUsage().rss);
@@ -74,38 +74,4 @@ test(`soak: ${UPDATES} updates of ${DOCS} documents, memory flat, nothing left b
   await rw.cancel();
   await rr.cancel();
   assert.equal(await consumerCount(server.url, streamName), 0, 'no consumer left after cancel()');
-});
-
-// Known problem, kept visible: a writer that rewrites documents faster than its own writes come
-// back from the stream loses writes. RxDB's downstream applies the returning revisions while its
-// upstream records the next push, the upstream's metadata write loses as a conflict (RxDB's
-// upstream.ts: "TODO what happens when we have conflicts here?"), the assumed master state stays
-// old, and every later write of those documents is resolved as a conflict in the server's favour.
-// Seen: 40 rounds of 500 documents, the writer itself ends on round 18-24 for ~499 documents.
-test('a writer that outpaces its own echo keeps every round', { todo: 'lost updates under echo races, see comment' }, async (t) => {
-  const server = await startNatsServer();
-  t.after(() => server.destroy());
-  const streamName = uniqueName('outpace');
-  const writer = await createDb();
-  const reader = await createDb();
-  const rw = replicatePeople(server.url, writer, streamName, { pull: { batchSize: 200 }, push: { batchSize: 200 } });
-  const rr = replicatePeople(server.url, reader, streamName, { pull: { batchSize: 200 }, push: { batchSize: 200 } });
-  await rw.awaitInitialReplication();
-  await rr.awaitInitialReplication();
-  // As in the dbg runs that showed it: a reader keeps up, the writer does not wait for its echo.
-  for (let round = 1; round <= 40; round++) {
-    await writer.people.bulkUpsert(
-      Array.from({ length: DOCS }, (_, i) => ({ id: `doc-${i}`, name: `round ${round}`, age: round, tags: [] }))
-    );
-    await waitFor(async () => (await rr.stats()).lag < 3 * DOCS, 'the reader to keep up', 60000);
-  }
-  // Bounded: with the problem, RxDB may keep resolving conflicts and never report being in sync.
-  await Promise.race([rw.awaitInSync(), new Promise((r) => setTimeout(r, 15000))]);
-  await new Promise((r) => setTimeout(r, 3000));
-  const stale = (await writer.people.find().exec()).filter((d) => d.age !== 40).length;
-  await rw.cancel();
-  await rr.cancel();
-  await writer.close();
-  await reader.close();
-  assert.equal(stale, 0, `${stale} documents lost their last write`);
 });

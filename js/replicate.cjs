@@ -126,6 +126,26 @@ function validate(options) {
 /** What a replication state keeps of its own, out of RxDB's way. */
 const internals = new WeakMap();
 
+/** How many documents' newest server states a replication remembers (the most recent ones). */
+const KNOWN_STATES = 10000;
+
+/** Structural equality of JSON values (key order does not matter). */
+function jsonEqual(a, b) {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a)) return a.length === b.length && a.every((v, i) => jsonEqual(v, b[i]));
+  const keys = Object.keys(a).filter((k) => a[k] !== undefined);
+  if (keys.length !== Object.keys(b).filter((k) => b[k] !== undefined).length) return false;
+  return keys.every((k) => Object.prototype.hasOwnProperty.call(b, k) && jsonEqual(a[k], b[k]));
+}
+
+/** A document's content, without what RxDB keeps beside it. */
+function content(doc) {
+  const { _meta, _rev, _attachments, ...rest } = doc;
+  return rest;
+}
+
 function createReplicateNats(rx) {
   class RxNatsReplicationState extends rx.RxReplicationState {
     /** Counters and lag (see RxNatsReplicationStats in index.d.ts). */
@@ -169,12 +189,89 @@ function createReplicateNats(rx) {
       return copy;
     };
 
+    // Whether a document in RxDB's format has the content of one in the server's format.
+    const sameContent = (rxDoc, serverDoc) => jsonEqual(content(rxDoc), content(toRxFormat(serverDoc)));
+
+    // The newest server state known of recently seen documents: handed to RxDB, written or
+    // read, by stream sequence. RxDB applies what it is handed later, after its own pushes; a
+    // state older than one known here is stale (see guardDownstream).
+    const known = new Map();
+    const remember = (id, sequence, doc) => {
+      const before = known.get(id);
+      if (before && before.sequence >= sequence) return;
+      known.delete(id);
+      known.set(id, { sequence, doc });
+      if (known.size > KNOWN_STATES) known.delete(known.keys().next().value);
+    };
+    const rememberBatch = (documents, sequences) =>
+      documents.forEach((doc, i) => remember(doc[primaryPath], sequences[i], doc));
+
+    // Both guards compare documents as the server holds them: a modifier changes them on the
+    // way, so each guard is on only without the modifier of its direction.
+    const checkPushedRows = !!options.push && !options.push.modifier;
+    const guardPulled = !!options.pull && !options.pull.modifier;
+
+    /**
+     * RxDB pushes rows built from a snapshot of the local documents (when it starts and on every
+     * resync it pushes all of them) but reads each one's assumed master state later. When the
+     * downstream replaced a document in between, the row pairs the newer master state with the
+     * older document, and writing it would overwrite the newer server state with content that
+     * was never based on it: an accepted write would vanish. Such a row is recognised by the
+     * local document now holding the assumed master state, not the row's content.
+     * Returns the indexes of those rows.
+     */
+    async function supersededRows(rows, ids) {
+      const withMaster = rows.map((row, i) => i).filter((i) => rows[i].assumedMasterState);
+      if (withMaster.length === 0) return new Set();
+      const local = await collection.storageInstance.findDocumentsById(
+        withMaster.map((i) => ids[i]),
+        true
+      );
+      const byId = new Map(local.map((doc) => [doc[primaryPath], doc]));
+      return new Set(
+        withMaster.filter((i) => {
+          const now = byId.get(ids[i]);
+          return (
+            now !== undefined &&
+            sameContent(now, rows[i].assumedMasterState) &&
+            !sameContent(now, rows[i].newDocumentState)
+          );
+        })
+      );
+    }
+
+    /**
+     * RxDB's downstream applies a handed-over master state only after its upstream is idle, so
+     * our own newer write (or a newer state handed over meanwhile) may be on the server by then;
+     * applying the older state would roll the local document back, and the next local edit,
+     * made on that old state, would then lose against the server. RxDB decides whether to write
+     * a master state to the local document by asking the conflict handler whether the two are
+     * equal ('downstream-check-if-equal-1'): for a state older than the newest known, the answer
+     * is "equal", so the local document stays as it is (the newer state arrives on its own).
+     */
+    function guardDownstream(internal) {
+      const handler = internal.input.conflictHandler;
+      if (!guardPulled || !handler || handler.natsGuarded) return;
+      internal.input.conflictHandler = {
+        natsGuarded: true,
+        isEqual(a, b, context) {
+          if (context === 'downstream-check-if-equal-1') {
+            const newest = known.get(a[primaryPath]);
+            if (newest && !sameContent(a, newest.doc)) return true;
+          }
+          return handler.isEqual(a, b, context);
+        },
+        resolve: (input, context) => handler.resolve(input, context),
+      };
+    }
+
     let pull;
     if (options.pull) {
       pull = {
         async handler(lastCheckpoint, batchSize) {
           const result = unwrap(await nat.pull(lastCheckpoint ? lastCheckpoint.sequence : 0, batchSize));
           reportSkipped(result.skipped);
+          rememberBatch(result.documents, result.sequences);
           return { documents: result.documents, checkpoint: { sequence: result.checkpoint } };
         },
         batchSize: options.pull.batchSize,
@@ -189,6 +286,7 @@ function createReplicateNats(rx) {
       push = {
         async handler(rows) {
           const ids = rows.map((row) => row.newDocumentState[primaryPath]);
+          const stale = checkPushedRows ? await supersededRows(rows, ids) : new Set();
           // Only updates need the server state first. A create (no assumed master state) is
           // published expecting the subject to be empty: if it is not, the server rejects it
           // as a conflict and the state is read then, so the outcome is the same.
@@ -197,12 +295,23 @@ function createReplicateNats(rx) {
           const current = new Array(rows.length).fill(null);
           if (updates.length > 0) {
             const states = unwrap(await nat.readCurrent(updates.map((i) => ids[i])));
-            updates.forEach((i, k) => (current[i] = states[k]));
+            updates.forEach((i, k) => {
+              current[i] = states[k];
+              if (states[k] && states[k].document) remember(ids[i], states[k].sequence, states[k].document);
+            });
           }
           const conflicts = [];
-          const write = { ids: [], bodies: [], expected: [] };
+          let superseded = 0;
+          const write = { ids: [], bodies: [], docs: [], expected: [] };
           rows.forEach((row, i) => {
             const server = current[i];
+            if (stale.has(i)) {
+              // Answered as a conflict: RxDB's resolution of it changes nothing, as the local
+              // document moved on, and the row is not recorded as the server's state.
+              conflicts.push(server && server.document ? server.document : row.assumedMasterState);
+              superseded++;
+              return;
+            }
             if (row.assumedMasterState && server && server.document) {
               const same = collection.conflictHandler.isEqual(
                 toRxFormat(server.document),
@@ -218,23 +327,26 @@ function createReplicateNats(rx) {
             // there may be replaced.
             write.ids.push(ids[i]);
             write.bodies.push(JSON.stringify(row.newDocumentState));
+            write.docs.push(row.newDocumentState);
             write.expected.push(server ? server.sequence : 0);
           });
           // A create can meet a message that is not a valid document (another writer's garbage):
           // it conflicts, and the write is retried once expecting that message's sequence.
           for (let round = 0; round < 2 && write.ids.length > 0; round++) {
             const outcomes = unwrap(await nat.publish(write.ids, write.bodies, write.expected));
-            const again = { ids: [], bodies: [], expected: [] };
+            const again = { ids: [], bodies: [], docs: [], expected: [] };
             outcomes.forEach((outcome, j) => {
               if (outcome.rejected) {
                 emitError(outcome.rejected);
               } else if ('conflict' in outcome) {
                 const state = outcome.conflict;
                 if (state && state.document) {
+                  remember(write.ids[j], state.sequence, state.document);
                   conflicts.push(state.document);
                 } else if (state && round === 0) {
                   again.ids.push(write.ids[j]);
                   again.bodies.push(write.bodies[j]);
+                  again.docs.push(write.docs[j]);
                   again.expected.push(state.sequence);
                 } else {
                   throw new RxNatsError({
@@ -243,11 +355,13 @@ function createReplicateNats(rx) {
                     documentId: write.ids[j],
                   });
                 }
+              } else {
+                remember(write.ids[j], outcome.written, write.docs[j]);
               }
             });
             Object.assign(write, again);
           }
-          internals.get(state).conflicts += conflicts.length;
+          internals.get(state).conflicts += conflicts.length - superseded;
           return conflicts;
         },
         batchSize: options.push.batchSize,
@@ -281,6 +395,7 @@ function createReplicateNats(rx) {
         const event = JSON.parse(json);
         if (event.batch) {
           reportSkipped(event.batch.skipped);
+          rememberBatch(event.batch.documents, event.batch.sequences);
           if (event.batch.documents.length > 0) {
             pullStream$.next({
               documents: event.batch.documents,
@@ -292,17 +407,18 @@ function createReplicateNats(rx) {
         }
       }
     };
-    // RxDB 16 takes push.waitBeforePersist but does not hand it to its replication protocol
-    // (RxDB 17 does). The protocol reads it at each local change, so it is set once started.
+    // Settings of RxDB's replication protocol that it reads at each use, so they are set once it
+    // started. RxDB 16 takes push.waitBeforePersist but does not hand it to the protocol (RxDB 17
+    // does).
     const waitBeforePersist = options.push && options.push.waitBeforePersist;
-    if (waitBeforePersist) {
-      const startWithout = state.start.bind(state);
-      state.start = async function start() {
-        await startWithout();
-        const internal = state.internalReplicationState;
-        if (internal && !internal.input.waitBeforePersist) internal.input.waitBeforePersist = waitBeforePersist;
-      };
-    }
+    const startWithout = state.start.bind(state);
+    state.start = async function start() {
+      await startWithout();
+      const internal = state.internalReplicationState;
+      if (!internal) return;
+      if (waitBeforePersist && !internal.input.waitBeforePersist) internal.input.waitBeforePersist = waitBeforePersist;
+      guardDownstream(internal);
+    };
     const batchSize = (options.pull && options.pull.batchSize) || 100;
     if (live && pull) {
       const startBefore = state.start.bind(state);
