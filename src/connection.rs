@@ -115,38 +115,44 @@ impl Connection {
     }
 }
 
-type Pool = Mutex<HashMap<String, (Arc<Connection>, usize)>>;
+/// One shared connection and its number of users, behind its own lock: a connect attempt holds
+/// only the slot of its options, so replications with other options never wait for it.
+type Slot = Arc<Mutex<Option<(Arc<Connection>, usize)>>>;
+/// Slots by sharing key. Emptied slots stay: one small entry per set of options ever used.
+type Pool = std::sync::Mutex<HashMap<String, Slot>>;
 
-fn pool() -> &'static Pool {
+fn slot(options: &ConnectionOptions) -> Slot {
     static POOL: OnceLock<Pool> = OnceLock::new();
-    POOL.get_or_init(|| Mutex::new(HashMap::new()))
+    let pool = POOL.get_or_init(|| std::sync::Mutex::new(HashMap::new()));
+    let mut pool = pool.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    pool.entry(options.sharing_key()).or_default().clone()
 }
 
 /// Returns the shared connection for these options, connecting if there is none yet.
 /// Every successful `acquire` must be matched by one `release`.
 pub async fn acquire(options: &ConnectionOptions) -> Result<Arc<Connection>> {
-    let key = options.sharing_key();
-    let mut pool = pool().lock().await;
-    if let Some((conn, users)) = pool.get_mut(&key) {
+    let slot = slot(options);
+    let mut shared = slot.lock().await;
+    if let Some((conn, users)) = shared.as_mut() {
         *users += 1;
         return Ok(conn.clone());
     }
     let conn = Arc::new(connect(options).await?);
-    pool.insert(key, (conn.clone(), 1));
+    *shared = Some((conn.clone(), 1));
     Ok(conn)
 }
 
 /// Gives back a connection taken with `acquire`; the last user closes it.
 pub async fn release(options: &ConnectionOptions) {
-    let key = options.sharing_key();
+    let slot = slot(options);
     let closing = {
-        let mut pool = pool().lock().await;
-        match pool.get_mut(&key) {
+        let mut shared = slot.lock().await;
+        match shared.as_mut() {
             Some((_, users)) if *users > 1 => {
                 *users -= 1;
                 None
             }
-            Some(_) => pool.remove(&key).map(|(conn, _)| conn),
+            Some(_) => shared.take().map(|(conn, _)| conn),
             None => None,
         }
     };
