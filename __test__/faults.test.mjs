@@ -2,6 +2,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { connect } from 'nats';
 import { replicateNats } from 'rxdb-nats-native';
@@ -133,6 +134,41 @@ test('an unreachable server is reported and replication starts by itself once it
   await late.destroy();
 });
 
+test('a connect that hangs does not hold up replications to other servers', async () => {
+  // A "server" that accepts connections and never says anything: a connect waits for its timeout.
+  const silent = net.createServer(() => {});
+  await new Promise((r) => silent.listen(0, '127.0.0.1', r));
+  const silentUrl = `nats://127.0.0.1:${silent.address().port}`;
+  const stuck = await createDb();
+  const rs = replicate(stuck, uniqueName('silent'), {
+    connection: { servers: silentUrl, timeout: 15000 },
+  });
+  // With waitOnFirstConnect the client is handed out at once and the stream request waits.
+  const waiting = await createDb();
+  const rw = replicate(waiting, uniqueName('silent'), {
+    connection: { servers: silentUrl, timeout: 15000, waitOnFirstConnect: true },
+  });
+  await new Promise((r) => setTimeout(r, 300)); // its connect attempt is under way
+  const db = await createDb();
+  const streamName = uniqueName('beside');
+  const started = Date.now();
+  const r = replicate(db, streamName);
+  await r.awaitInitialReplication();
+  await db.people.insert(person('beside'));
+  await waitFor(async () => (await streamMessages(server.url, streamName)).length === 1, 'the write beside it');
+  const ms = Date.now() - started;
+  assert.ok(ms < 10000, `the other replication waited ${ms} ms for the hanging connect`);
+  await db.close();
+  // cancel() does not wait for the hanging connect or request either.
+  const cancelling = Date.now();
+  await Promise.all([rs.cancel(), rw.cancel()]);
+  const cancelMs = Date.now() - cancelling;
+  assert.ok(cancelMs < 3000, `cancel() took ${cancelMs} ms`);
+  await stuck.close();
+  await waiting.close();
+  silent.close();
+});
+
 test('wrong credentials fail with a typed error that never shows the password', async () => {
   const secured = await startNatsServer({ config: 'authorization { user: app, password: "right-secret-1" }' });
   const db = await createDb();
@@ -198,7 +234,7 @@ test('after cancel() and db.close() the process exits by itself', async () => {
   assert.equal((await streamMessages(server.url, streamName)).length, 1);
 });
 
-test('live replication resyncs after the server restarts and nothing is lost', async () => {
+test('live replication continues after the server restarts and nothing is lost', async () => {
   const restartable = await startNatsServer();
   const streamName = uniqueName('restart');
   const [a, b] = [await createDb(), await createDb()];

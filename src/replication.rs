@@ -51,6 +51,8 @@ pub struct Replication {
     reported: std::sync::Mutex<ReportedOnce>,
     live: std::sync::Mutex<Option<LiveFeed>>,
     closed: AtomicBool,
+    /// Set by `close()`: ends a connect attempt in flight.
+    closing: watch::Sender<bool>,
     pub counters: Counters,
     /// The checkpoint of the last pull that reached the stream's end: where a live feed
     /// starting now continues without a gap and without replaying what RxDB pulled.
@@ -79,6 +81,7 @@ impl Replication {
             reported: std::sync::Mutex::new(ReportedOnce::new(REPORTED_CAPACITY)),
             live: std::sync::Mutex::new(None),
             closed: AtomicBool::new(false),
+            closing: watch::Sender::new(false),
             counters: Counters::default(),
             caught_up: watch::Sender::new(0),
         }
@@ -95,25 +98,36 @@ impl Replication {
         }
     }
 
-    /// The connection and the checked stream, opening them on first use.
+    /// The connection and the checked stream, opening them on first use. `close()` ends an
+    /// attempt in flight (a silent server can keep a connect or a request waiting for long).
     pub async fn connected(&self) -> Result<(Arc<Connection>, Stream)> {
         self.check_open()?;
+        let mut closing = self.closing.subscribe();
+        tokio::select! {
+            biased;
+            _ = closing.wait_for(|closing| *closing) => Err(cancelled()),
+            opened = self.open() => opened,
+        }
+    }
+
+    async fn open(&self) -> Result<(Arc<Connection>, Stream)> {
         let mut link = self.link.lock().await;
         if link.is_none() {
             let conn = connection::acquire(&self.options.connection).await?;
-            if self.closed.load(Ordering::SeqCst) {
-                connection::release(&self.options.connection).await;
-                return Err(ReplicationError::new(
-                    ErrorCode::Closed,
-                    "the replication was cancelled",
-                ));
-            }
             let reconnects_before = conn.reconnects();
             *link = Some(Link {
                 conn,
                 stream: None,
                 reconnects_before,
             });
+            // From here close() gives the connection back, unless it already ran: then here.
+            if self.closed.load(Ordering::SeqCst) {
+                link.take();
+                let options = self.options.connection.clone();
+                // Spawned: it completes even if this attempt is dropped now.
+                tokio::spawn(async move { connection::release(&options).await });
+                return Err(cancelled());
+            }
         }
         let current = link.as_mut().expect("link was just set");
         if current.stream.is_none() {
@@ -332,6 +346,7 @@ impl Replication {
         if self.closed.swap(true, Ordering::SeqCst) {
             return;
         }
+        self.closing.send_replace(true);
         self.stop_live();
         let mut link = self.link.lock().await;
         let stream = link.as_ref().and_then(|l| l.stream.clone());
@@ -340,6 +355,10 @@ impl Replication {
             connection::release(&self.options.connection).await;
         }
     }
+}
+
+fn cancelled() -> ReplicationError {
+    ReplicationError::new(ErrorCode::Closed, "the replication was cancelled")
 }
 
 fn over_limit(write: &Write, max: usize) -> ReplicationError {
