@@ -254,6 +254,32 @@ test('live replication continues after the server restarts and nothing is lost',
   await restartable.destroy();
 });
 
+test('a connection that ran out of maxReconnectAttempts is replaced and replication goes on', async () => {
+  const restartable = await startNatsServer();
+  const streamName = uniqueName('gaveup');
+  const [a, b] = [await createDb(), await createDb()];
+  const ra = replicate(a, streamName, {
+    connection: { servers: restartable.url, maxReconnectAttempts: 2, reconnectTimeWait: 100 },
+  });
+  const rb = replicate(b, streamName, { connection: { servers: restartable.url, reconnectTimeWait: 100, name: 'b' } });
+  const errors = collectErrors(ra);
+  await ra.awaitInitialReplication();
+  await rb.awaitInitialReplication();
+  await restartable.stop();
+  await new Promise((r) => setTimeout(r, 2000)); // two attempts 100 ms apart: a's client gives up
+  await restartable.start();
+  await a.people.insert(person('from-a'));
+  await b.people.insert(person('from-b'));
+  await waitFor(async () => (await a.people.findOne('from-b').exec()) !== null, 'a to get b\'s write', 20000);
+  await waitFor(async () => (await b.people.findOne('from-a').exec()) !== null, 'b to get a\'s write', 20000);
+  assert.ok(errors.some((e) => codeOf(e) === 'NATS_UNAVAILABLE'), 'the outage was reported');
+  await ra.cancel();
+  await rb.cancel();
+  await a.close();
+  await b.close();
+  await restartable.destroy();
+});
+
 test('a local document replaces a malformed message on its subject', async () => {
   const streamName = uniqueName('replace');
   const prefix = `${streamName}.people`;

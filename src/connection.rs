@@ -40,6 +40,8 @@ pub struct Connection {
     pub batch_get_unsupported: AtomicBool,
     /// Times the connection came back after a disconnect.
     reconnects: Arc<AtomicU64>,
+    /// Set when `maxReconnectAttempts` ran out: the client is closed for good.
+    gave_up: Arc<AtomicBool>,
 }
 
 impl Connection {
@@ -109,6 +111,12 @@ impl Connection {
         self.reconnects.load(Ordering::Relaxed)
     }
 
+    /// Whether the client stopped reconnecting (`maxReconnectAttempts` ran out); such a
+    /// connection is replaced at the next `acquire`.
+    pub fn gave_up(&self) -> bool {
+        self.gave_up.load(Ordering::SeqCst)
+    }
+
     /// The server's `max_payload` in bytes.
     pub fn max_payload(&self) -> usize {
         self.client.server_info().max_payload
@@ -133,12 +141,17 @@ fn slot(options: &ConnectionOptions) -> Slot {
 pub async fn acquire(options: &ConnectionOptions) -> Result<Arc<Connection>> {
     let slot = slot(options);
     let mut shared = slot.lock().await;
-    if let Some((conn, users)) = shared.as_mut() {
-        *users += 1;
-        return Ok(conn.clone());
-    }
+    let users = match shared.as_mut() {
+        Some((conn, users)) if !conn.gave_up() => {
+            *users += 1;
+            return Ok(conn.clone());
+        }
+        // Those still holding the closed one count on: each gives it back and takes this one.
+        Some((_, users)) => *users,
+        None => 0,
+    };
     let conn = Arc::new(connect(options).await?);
-    *shared = Some((conn.clone(), 1));
+    *shared = Some((conn.clone(), users + 1));
     Ok(conn)
 }
 
@@ -185,6 +198,7 @@ async fn connect(options: &ConnectionOptions) -> Result<Connection> {
     let reconnects = Arc::new(AtomicU64::new(0));
     let (violations, _) = broadcast::channel(16);
     let credentials_refused = Arc::new(AtomicBool::new(false));
+    let gave_up = Arc::new(AtomicBool::new(false));
     let mut builder = build_connect_options(
         options,
         events.clone(),
@@ -192,6 +206,7 @@ async fn connect(options: &ConnectionOptions) -> Result<Connection> {
         reconnects.clone(),
         violations.clone(),
         credentials_refused.clone(),
+        gave_up.clone(),
     )
     .await?;
     if options.wait_on_first_connect == Some(true) {
@@ -229,6 +244,7 @@ async fn connect(options: &ConnectionOptions) -> Result<Connection> {
         credentials_refused,
         batch_get_unsupported: AtomicBool::new(false),
         reconnects,
+        gave_up,
     })
 }
 
@@ -239,6 +255,7 @@ async fn build_connect_options(
     reconnects: Arc<AtomicU64>,
     violations: broadcast::Sender<String>,
     refused: Arc<AtomicBool>,
+    gave_up: Arc<AtomicBool>,
 ) -> Result<ConnectOptions> {
     let mut b = ConnectOptions::new();
     if let Some(creds) = &o.creds_file {
@@ -315,6 +332,10 @@ async fn build_connect_options(
             {
                 (!refused.swap(true, Ordering::SeqCst))
                     .then_some(ConnectionEvent::CredentialsRefused)
+            }
+            Event::ClientError(async_nats::ClientError::MaxReconnects) => {
+                gave_up.store(true, Ordering::SeqCst);
+                None
             }
             Event::ServerError(async_nats::ServerError::Other(text))
                 if text.to_ascii_lowercase().contains("permissions violation") =>

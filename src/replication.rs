@@ -112,6 +112,11 @@ impl Replication {
 
     async fn open(&self) -> Result<(Arc<Connection>, Stream)> {
         let mut link = self.link.lock().await;
+        if link.as_ref().is_some_and(|l| l.conn.gave_up()) {
+            // maxReconnectAttempts ran out: give the closed connection back, take a new one.
+            link.take();
+            self.release_spawned();
+        }
         if link.is_none() {
             let conn = connection::acquire(&self.options.connection).await?;
             let reconnects_before = conn.reconnects();
@@ -123,9 +128,7 @@ impl Replication {
             // From here close() gives the connection back, unless it already ran: then here.
             if self.closed.load(Ordering::SeqCst) {
                 link.take();
-                let options = self.options.connection.clone();
-                // Spawned: it completes even if this attempt is dropped now.
-                tokio::spawn(async move { connection::release(&options).await });
+                self.release_spawned();
                 return Err(cancelled());
             }
         }
@@ -137,6 +140,13 @@ impl Replication {
             current.conn.clone(),
             current.stream.clone().expect("stream was just set"),
         ))
+    }
+
+    /// Gives the connection back in a task of its own, so it completes even if the caller, an
+    /// attempt `close()` may end, is dropped.
+    fn release_spawned(&self) {
+        let options = self.options.connection.clone();
+        tokio::spawn(async move { connection::release(&options).await });
     }
 
     /// After a failed call, look the stream up again next time (it may have been recreated).
