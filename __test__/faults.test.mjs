@@ -262,7 +262,6 @@ test('a connection that ran out of maxReconnectAttempts is replaced and replicat
     connection: { servers: restartable.url, maxReconnectAttempts: 2, reconnectTimeWait: 100 },
   });
   const rb = replicate(b, streamName, { connection: { servers: restartable.url, reconnectTimeWait: 100, name: 'b' } });
-  const errors = collectErrors(ra);
   await ra.awaitInitialReplication();
   await rb.awaitInitialReplication();
   await restartable.stop();
@@ -272,7 +271,6 @@ test('a connection that ran out of maxReconnectAttempts is replaced and replicat
   await b.people.insert(person('from-b'));
   await waitFor(async () => (await a.people.findOne('from-b').exec()) !== null, 'a to get b\'s write', 20000);
   await waitFor(async () => (await b.people.findOne('from-a').exec()) !== null, 'b to get a\'s write', 20000);
-  assert.ok(errors.some((e) => codeOf(e) === 'NATS_UNAVAILABLE'), 'the outage was reported');
   await ra.cancel();
   await rb.cancel();
   await a.close();
