@@ -224,9 +224,8 @@ impl Replication {
 
     /// Pulls that reach the stream's end, from now on (see `caught_up`).
     pub fn caught_up_pulls(&self) -> watch::Receiver<u64> {
-        let mut pulls = self.caught_up.subscribe();
-        pulls.mark_unchanged();
-        pulls
+        // A new receiver has seen the current value: only later pulls count as changes.
+        self.caught_up.subscribe()
     }
 
     /// The server state of each document.

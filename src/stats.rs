@@ -55,11 +55,6 @@ impl Counters {
         self.checkpoint.fetch_max(checkpoint, Ordering::Relaxed);
     }
 
-    /// The highest stream sequence handed to RxDB so far.
-    pub fn checkpoint(&self) -> u64 {
-        self.checkpoint.load(Ordering::Relaxed)
-    }
-
     pub fn pushed(&self, bytes: usize) {
         self.documents_pushed.fetch_add(1, Ordering::Relaxed);
         self.bytes_pushed.fetch_add(bytes as u64, Ordering::Relaxed);
