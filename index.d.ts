@@ -93,8 +93,18 @@ export interface NatsSyncOptions<RxDocType> {
   live?: boolean;
   pull?: NatsSyncPullOptions<RxDocType>;
   push?: NatsSyncPushOptions<RxDocType>;
-  /** Boolean field that marks deleted documents in the messages (default `_deleted`). */
+  /**
+   * Boolean field that marks deleted documents in the messages (default `_deleted`). With
+   * another field, a message whose `_deleted` is a boolean is read by it (the official plugin
+   * ignores this option and writes `_deleted`).
+   */
   deletedField?: '_deleted' | string;
+  /**
+   * With a custom `deletedField`, also write `_deleted` (default true), the flag the official
+   * plugin reads, so official-plugin clients sharing the stream see deletes. Not an option of
+   * the official plugin.
+   */
+  officialDeletedFlag?: boolean;
   /** Wait after a failed request before retrying, in ms (default 5000). */
   retryTime?: number;
   /** Start at once (default true); otherwise call `start()`. */
@@ -164,6 +174,8 @@ export type RxNatsErrorCode =
   | 'NATS_MALFORMED_MESSAGE'
   | 'NATS_INVALID_DOCUMENT'
   | 'NATS_DOCUMENT_TOO_LARGE'
+  /** `pull.modifier` or `push.modifier` threw for a document, which was skipped. */
+  | 'NATS_MODIFIER_FAILED'
   | 'NATS_UNAVAILABLE'
   | 'NATS_CLOSED'
   /** Thrown when the package loads and the platform package with the binary is missing. */

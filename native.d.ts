@@ -18,6 +18,13 @@ export declare class NativeReplication {
   /** Resolves `{"ok":{"documents":[...],"sequences":[...],"checkpoint":N,"skipped":[errors]}}`. */
   pull(checkpoint: number, batchSize: number): Promise<string>
   /**
+   * Checks the documents of a pulled batch as `pull.modifier` made them against the
+   * collection schema. Takes `{"documents":[..|null],"ids":[..],"sequences":[..],
+   * "failures":[null|{"threw":msg}|{"notJson":msg}]}`; returns
+   * `{"ok":{"keep":[bool..],"skipped":[errors]}}`.
+   */
+  screenModified(modifiedJson: string): string
+  /**
    * Resolves `{"ok":[null | {"sequence":N,"document":{..}|null}, ...]}`, one per id;
    * `document` is null when the server holds something that is not a valid document.
    */

@@ -45,6 +45,7 @@ const TOP_LEVEL_OPTIONS = {
   toggleOnDocumentVisible: 'boolean',
   streamConfig: 'object',
   maxDocumentBytes: 'number',
+  officialDeletedFlag: 'boolean',
 };
 const PULL_OPTIONS = { batchSize: 'number', modifier: 'function', initialCheckpoint: 'any' };
 const PUSH_OPTIONS = {
@@ -112,6 +113,7 @@ function validate(options) {
     streamConfig: options.streamConfig || {},
     maxDocumentBytes: options.maxDocumentBytes,
     collectionSchema: options.collection.schema.jsonSchema,
+    pullModifier: !!(options.pull && options.pull.modifier),
   });
   const problem = native.validateOptions(nativeOptions);
   if (problem) throw new RxNatsError(JSON.parse(problem));
@@ -146,6 +148,21 @@ function content(doc) {
   return rest;
 }
 
+/** The message of whatever a user's function threw. */
+function causeOf(err) {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** `JSON.stringify(doc)`, or why it cannot be JSON (BigInt, cycles, a function for a document). */
+function toJson(doc) {
+  try {
+    const json = JSON.stringify(doc);
+    return typeof json === 'string' ? { json } : { problem: `JSON.stringify() gives ${json}` };
+  } catch (err) {
+    return { problem: causeOf(err) };
+  }
+}
+
 function createReplicateNats(rx) {
   class RxNatsReplicationState extends rx.RxReplicationState {
     /** Counters and lag (see RxNatsReplicationStats in index.d.ts). */
@@ -176,6 +193,10 @@ function createReplicateNats(rx) {
       if (state && !state.isStopped()) state.subjects.error.next(new RxNatsError(info));
     };
     const reportSkipped = (skipped) => skipped.forEach(emitError);
+
+    // With a custom deletedField, also write `_deleted`, the flag the official plugin reads and
+    // writes (it ignores deletedField), unless told not to.
+    const officialFlag = deletedField !== '_deleted' && options.officialDeletedFlag !== false;
 
     // RxDB compares documents in its own format: `_deleted` as a boolean.
     const toRxFormat = (doc) => {
@@ -265,26 +286,136 @@ function createReplicateNats(rx) {
       };
     }
 
+    // The inverse of toRxFormat: the deleted flag where the server keeps it.
+    const toServerFormat = (doc) => {
+      if (deletedField === '_deleted') return doc;
+      const copy = Object.assign({}, doc);
+      copy[deletedField] = !!copy._deleted;
+      delete copy._deleted;
+      return copy;
+    };
+
+    /**
+     * With a pull.modifier, the glue applies it to each pulled document (RxDB would, but only
+     * after the handler, too late for the schema check) and the native side checks its output
+     * against the schema, so a modifier can repair documents that older writers left short of
+     * the schema. A document the modifier throws for, or whose output still does not fit, is
+     * skipped and reported; the batch goes on. Resolves the batch as RxDB should get it.
+     */
+    const pullModifier = options.pull && options.pull.modifier;
+    async function modifyPulled(batch) {
+      if (!pullModifier || batch.documents.length === 0) return batch;
+      const failures = [];
+      const outputs = await Promise.all(
+        batch.documents.map(async (doc, i) => {
+          failures[i] = null;
+          try {
+            return await pullModifier(toRxFormat(doc));
+          } catch (err) {
+            failures[i] = { threw: causeOf(err) };
+            return null;
+          }
+        })
+      );
+      const texts = outputs.map((out, i) => {
+        if (failures[i]) return 'null';
+        const { json, problem } = toJson(out);
+        if (problem === undefined) return json;
+        failures[i] = { notJson: problem };
+        return 'null';
+      });
+      const screened = unwrap(
+        nat.screenModified(
+          `{"documents":[${texts.join(',')}],"ids":${JSON.stringify(batch.documents.map((d) => d[primaryPath]))},` +
+            `"sequences":${JSON.stringify(batch.sequences)},"failures":${JSON.stringify(failures)}}`
+        )
+      );
+      const documents = [];
+      const sequences = [];
+      outputs.forEach((out, i) => {
+        if (!screened.keep[i]) return;
+        documents.push(toServerFormat(out));
+        sequences.push(batch.sequences[i]);
+      });
+      return { ...batch, documents, sequences, skipped: batch.skipped.concat(screened.skipped) };
+    }
+
     let pull;
     if (options.pull) {
       pull = {
         async handler(lastCheckpoint, batchSize) {
-          const result = unwrap(await nat.pull(lastCheckpoint ? lastCheckpoint.sequence : 0, batchSize));
+          const pulled = unwrap(await nat.pull(lastCheckpoint ? lastCheckpoint.sequence : 0, batchSize));
+          const result = await modifyPulled(pulled);
           reportSkipped(result.skipped);
           rememberBatch(result.documents, result.sequences);
           return { documents: result.documents, checkpoint: { sequence: result.checkpoint } };
         },
         batchSize: options.pull.batchSize,
-        modifier: options.pull.modifier,
+        // Applied by modifyPulled: RxDB must not apply it a second time.
+        modifier: undefined,
         initialCheckpoint: options.pull.initialCheckpoint,
         stream$: pullStream$.asObservable(),
       };
     }
 
+    /**
+     * push.modifier is user code that RxDB calls outside its retry loop: a throw there would
+     * stop the push. Each document it throws for is reported and not pushed (RxDB skips a row
+     * whose modified state is null); the rest of the batch goes on. Outputs remember the id of
+     * the document they came from, so a later error can name it even when the output lost it.
+     */
+    const pushModifier = options.push && options.push.modifier;
+    const modifiedFrom = new WeakMap();
+    const guardedPushModifier =
+      pushModifier &&
+      (async (doc) => {
+        let out;
+        try {
+          out = await pushModifier(doc);
+        } catch (err) {
+          emitError({
+            code: 'NATS_MODIFIER_FAILED',
+            message: `push.modifier threw for document ${JSON.stringify(doc[primaryPath])} (${causeOf(err)}); the document was not pushed and the others were. Fix the modifier: the document is pushed with its next change`,
+            documentId: doc[primaryPath],
+          });
+          return null;
+        }
+        if (out !== null && typeof out === 'object') modifiedFrom.set(out, doc[primaryPath]);
+        return out;
+      });
+
+    /**
+     * The body of a pushed document, or the error that says why it cannot be one: what
+     * push.modifier returns is not checked by RxDB, and the message must be a JSON object with
+     * its string primary key (readers skip anything else).
+     */
+    function bodyOf(doc) {
+      const id = doc !== null && typeof doc === 'object' ? doc[primaryPath] : undefined;
+      const origin = (doc !== null && typeof doc === 'object' && modifiedFrom.get(doc)) || id;
+      const refuse = (what) => ({
+        error: {
+          code: 'NATS_INVALID_DOCUMENT',
+          message: `document ${JSON.stringify(origin)} was not pushed: ${what}; the other documents were pushed. ${pushModifier ? 'Fix push.modifier' : 'Fix the document'}: it is pushed with its next change`,
+          documentId: typeof origin === 'string' ? origin : undefined,
+        },
+      });
+      if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) return refuse('it is not an object');
+      if (typeof id !== 'string' || id === '') {
+        return refuse(`it has no string primary key ${JSON.stringify(primaryPath)}${pushModifier ? ' after push.modifier' : ''}`);
+      }
+      const { json, problem } = toJson(officialFlag ? { ...doc, _deleted: !!doc[deletedField] } : doc);
+      if (problem !== undefined) return refuse(`it cannot be written as JSON (${problem})`);
+      return { id, json };
+    }
+
     let push;
     if (options.push) {
       push = {
-        async handler(rows) {
+        async handler(allRows) {
+          const bodies = allRows.map((row) => bodyOf(row.newDocumentState));
+          bodies.forEach((body) => body.error && emitError(body.error));
+          const rows = allRows.filter((row, i) => !bodies[i].error);
+          const json = bodies.filter((body) => !body.error).map((body) => body.json);
           const ids = rows.map((row) => row.newDocumentState[primaryPath]);
           const stale = checkPushedRows ? await supersededRows(rows, ids) : new Set();
           // Only updates need the server state first. A create (no assumed master state) is
@@ -326,7 +457,7 @@ function createReplicateNats(rx) {
             // Expect the sequence the state was read at (0: must not exist); a broken message
             // there may be replaced.
             write.ids.push(ids[i]);
-            write.bodies.push(JSON.stringify(row.newDocumentState));
+            write.bodies.push(json[i]);
             write.docs.push(row.newDocumentState);
             write.expected.push(server ? server.sequence : 0);
           });
@@ -365,7 +496,7 @@ function createReplicateNats(rx) {
           return conflicts;
         },
         batchSize: options.push.batchSize,
-        modifier: options.push.modifier,
+        modifier: guardedPushModifier || undefined,
         initialCheckpoint: options.push.initialCheckpoint,
         waitBeforePersist: options.push.waitBeforePersist,
       };
@@ -394,12 +525,13 @@ function createReplicateNats(rx) {
         if (json === null) return;
         const event = JSON.parse(json);
         if (event.batch) {
-          reportSkipped(event.batch.skipped);
-          rememberBatch(event.batch.documents, event.batch.sequences);
-          if (event.batch.documents.length > 0) {
+          const batch = await modifyPulled(event.batch);
+          reportSkipped(batch.skipped);
+          rememberBatch(batch.documents, batch.sequences);
+          if (batch.documents.length > 0) {
             pullStream$.next({
-              documents: event.batch.documents,
-              checkpoint: { sequence: event.batch.checkpoint },
+              documents: batch.documents,
+              checkpoint: { sequence: batch.checkpoint },
             });
           }
         } else if (event.error) {

@@ -7,7 +7,10 @@ use crate::subject;
 use bytes::Bytes;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+/// The deleted flag RxDB uses, and the official plugin writes whatever `deletedField` says.
+pub const OFFICIAL_DELETED_FIELD: &str = "_deleted";
 
 /// Deepest nesting of arrays and objects a document may have (serde_json's own limit): deeper
 /// bodies are parser bombs, not documents.
@@ -49,16 +52,55 @@ pub struct DocumentShape {
     pub rules: FieldRules,
     /// Bodies above this are skipped (option `maxDocumentBytes`).
     pub max_bytes: Option<usize>,
+    /// The glue applies a `pull.modifier`: the schema is checked on what it returns
+    /// (`check_modified`), not on the message, which the modifier may repair.
+    pub schema_after_modifier: bool,
+}
+
+/// A message that holds a document of this collection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    pub id: String,
+    /// The body for RxDB: the message's own, or a copy whose `deletedField` says what the
+    /// official plugin's `_deleted` says (see `deleted_state`).
+    pub body: Bytes,
+}
+
+/// Reads a boolean flag of a document; `Err` names a value that is not a boolean.
+fn flag(fields: &HashMap<Cow<'_, str>, &RawValue>, name: &str) -> Result<Option<bool>, ()> {
+    match fields.get(name).map(|raw| raw.get()) {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(_) => Err(()),
+    }
+}
+
+/// A copy of a JSON object with `field` set to `value` (values other than it keep their text).
+fn with_flag(payload: &[u8], field: &str, value: bool) -> Bytes {
+    let rewritten = serde_json::from_slice::<BTreeMap<String, Box<RawValue>>>(payload)
+        .ok()
+        .and_then(|mut doc| {
+            doc.insert(
+                field.to_string(),
+                RawValue::from_string(value.to_string()).ok()?,
+            );
+            serde_json::to_vec(&doc).ok()
+        });
+    // Only called on bodies decode() parsed as a JSON object, so the rewrite cannot fail.
+    rewritten
+        .map(Bytes::from)
+        .unwrap_or_else(|| Bytes::copy_from_slice(payload))
 }
 
 impl DocumentShape {
-    /// Checks one message and returns the id of the document it holds.
+    /// Checks one message and returns the document it holds.
     pub fn decode(
         &self,
         subject: &str,
         sequence: u64,
-        payload: &[u8],
-    ) -> Result<String, ReplicationError> {
+        payload: &Bytes,
+    ) -> Result<Decoded, ReplicationError> {
         let malformed = |what: String| {
             ReplicationError::new(
                 ErrorCode::MalformedMessage,
@@ -111,23 +153,24 @@ impl DocumentShape {
                     self.primary_path
                 ))
             })?;
-        let deleted = match fields.get(self.deleted_field.as_str()).map(|raw| raw.get()) {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(_) => {
-                return Err(malformed(format!(
-                    "the deleted field {:?} is not a boolean",
-                    self.deleted_field
-                )))
-            }
-        };
+        let (deleted, rewrite) = self.deleted_state(&fields).map_err(|()| {
+            malformed(format!(
+                "the deleted field {:?} is not a boolean",
+                self.deleted_field
+            ))
+        })?;
         let (decoded, literal) = subject::candidate_ids(token);
         if decoded.as_deref() != Some(id.as_str()) && literal != id {
             return Err(malformed(format!(
                 "its primary key {id:?} does not belong on this subject"
             )));
         }
-        if let Some(broken) = self.rules.violation(&fields, deleted) {
+        let broken = if self.schema_after_modifier {
+            None
+        } else {
+            self.rules.violation(&fields, deleted)
+        };
+        if let Some(broken) = broken {
             return Err(ReplicationError::new(
                 ErrorCode::InvalidDocument,
                 format!(
@@ -139,7 +182,123 @@ impl DocumentShape {
             .with_subject(subject, sequence)
             .with_document(id));
         }
-        Ok(id)
+        let body = match rewrite {
+            Some(value) => with_flag(payload, &self.deleted_field, value),
+            None => payload.clone(),
+        };
+        Ok(Decoded { id, body })
+    }
+
+    /// Whether the document is deleted, and the value to write into `deletedField` when the
+    /// body must say so for RxDB. With a custom `deletedField`, the official plugin (which
+    /// ignores that option) writes `_deleted`; where `_deleted` is a boolean it decides: our
+    /// writes keep both flags equal, so they differ only where an official-plugin client wrote
+    /// the message, carrying along a stale copy of ours. `Err`: `deletedField` is no boolean.
+    fn deleted_state(
+        &self,
+        fields: &HashMap<Cow<'_, str>, &RawValue>,
+    ) -> Result<(bool, Option<bool>), ()> {
+        let own = flag(fields, &self.deleted_field)?;
+        if self.deleted_field == OFFICIAL_DELETED_FIELD {
+            return Ok((own.unwrap_or(false), None));
+        }
+        // Not our field under a custom deletedField: a value that is no boolean is ignored.
+        match flag(fields, OFFICIAL_DELETED_FIELD).ok().flatten() {
+            Some(official) if official != own.unwrap_or(false) => Ok((official, Some(official))),
+            Some(official) => Ok((official, None)),
+            None => Ok((own.unwrap_or(false), None)),
+        }
+    }
+}
+
+/// What the glue's `pull.modifier` made of one pulled document.
+#[derive(Debug, Clone, Copy)]
+pub enum Modified<'a> {
+    /// Its output, as JSON.
+    Document(&'a RawValue),
+    /// It threw; the error's message.
+    Threw(&'a str),
+    /// Its output cannot be written as JSON; why.
+    NotJson(&'a str),
+}
+
+/// Longest part of a user's error message that is quoted in ours.
+const MAX_CAUSE_CHARS: usize = 500;
+
+fn quoted_cause(cause: &str) -> String {
+    let mut text: String = cause.chars().take(MAX_CAUSE_CHARS).collect();
+    if text.len() < cause.len() {
+        text.push('…');
+    }
+    text
+}
+
+impl DocumentShape {
+    /// Checks document `id` of message `sequence` as `pull.modifier` returned it (in RxDB's
+    /// format: `_deleted`) against the collection schema.
+    pub fn check_modified(
+        &self,
+        id: &str,
+        sequence: u64,
+        modified: Modified<'_>,
+    ) -> Result<(), ReplicationError> {
+        let subject = subject::subject_for(&self.subject_prefix, id);
+        let skipped = |code, what: String| {
+            ReplicationError::new(
+                code,
+                format!(
+                    "message {sequence} on subject {subject:?} was skipped: {what}. Other \
+                     documents keep replicating; the document arrives with its next revision \
+                     that passes"
+                ),
+            )
+            .with_subject(&subject, sequence)
+            .with_document(id)
+        };
+        let invalid = |what: String| skipped(ErrorCode::InvalidDocument, what);
+        let raw = match modified {
+            Modified::Threw(cause) => {
+                return Err(skipped(
+                    ErrorCode::ModifierFailed,
+                    format!(
+                        "pull.modifier threw for document {id:?} ({}); fix the modifier",
+                        quoted_cause(cause)
+                    ),
+                ))
+            }
+            Modified::NotJson(cause) => {
+                return Err(invalid(format!(
+                    "pull.modifier returned a value that is not JSON for document {id:?} ({})",
+                    quoted_cause(cause)
+                )))
+            }
+            Modified::Document(raw) => raw,
+        };
+        let fields: HashMap<Cow<'_, str>, &RawValue> =
+            serde_json::from_str(raw.get()).map_err(|_| {
+                invalid(format!(
+                    "pull.modifier returned {} for document {id:?}, not an object",
+                    raw.get().chars().take(40).collect::<String>()
+                ))
+            })?;
+        let has_key = fields
+            .get(self.primary_path.as_str())
+            .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+            .is_some_and(|key| !key.is_empty());
+        if !has_key {
+            return Err(invalid(format!(
+                "pull.modifier returned document {id:?} without a string primary key {:?}",
+                self.primary_path
+            )));
+        }
+        let deleted = flag(&fields, OFFICIAL_DELETED_FIELD) == Ok(Some(true));
+        match self.rules.violation(&fields, deleted) {
+            Some(broken) => Err(invalid(format!(
+                "after pull.modifier, document {id:?} does not fit the collection schema \
+                 ({broken}); fix the modifier or publish a valid revision of the document"
+            ))),
+            None => Ok(()),
+        }
     }
 }
 
@@ -190,7 +349,7 @@ impl BatchBuilder {
             return true;
         }
         match shape.decode(subject, sequence, &payload) {
-            Ok(id) => {
+            Ok(Decoded { id, body }) => {
                 if self.slot_of.len() >= limit && !self.slot_of.contains_key(&id) {
                     return false;
                 }
@@ -198,7 +357,7 @@ impl BatchBuilder {
                 if let Some(old) = self.slot_of.insert(id, self.docs.len()) {
                     self.docs[old] = None;
                 }
-                self.docs.push(Some((sequence, payload)));
+                self.docs.push(Some((sequence, body)));
             }
             Err(err) => self.skipped.push(err),
         }
@@ -287,9 +446,7 @@ mod tests {
             "[".repeat(200),
             "]".repeat(200)
         );
-        let err = shape()
-            .decode("app.docs.a", 9, deep.as_bytes())
-            .unwrap_err();
+        let err = shape().decode("app.docs.a", 9, &body(&deep)).unwrap_err();
         assert!(err.message.contains("deeper than 128"), "{}", err.message);
     }
 
@@ -309,13 +466,14 @@ mod tests {
     #[test]
     fn accepts_documents_on_their_subject() {
         let s = shape();
-        assert_eq!(
-            s.decode("app.docs.a", 1, br#"{"id":"a","_deleted":false}"#)
-                .unwrap(),
-            "a"
-        );
+        let plain = body(r#"{"id":"a","_deleted":false}"#);
+        let decoded = s.decode("app.docs.a", 1, &plain).unwrap();
+        assert_eq!((decoded.id.as_str(), &decoded.body), ("a", &plain));
         let escaped = subject::subject_for("app.docs", "a.b");
-        assert_eq!(s.decode(&escaped, 1, br#"{"id":"a.b"}"#).unwrap(), "a.b");
+        assert_eq!(
+            s.decode(&escaped, 1, &body(r#"{"id":"a.b"}"#)).unwrap().id,
+            "a.b"
+        );
     }
 
     #[test]
@@ -332,7 +490,9 @@ mod tests {
             (b"{\"id\":\"a\",\"_deleted\":\"yes\"}", "not a boolean"),
             (b"", "not a JSON object"),
         ] {
-            let err = s.decode("app.docs.a", 9, payload).unwrap_err();
+            let err = s
+                .decode("app.docs.a", 9, &Bytes::from_static(payload))
+                .unwrap_err();
             assert_eq!(err.code, ErrorCode::MalformedMessage);
             assert_eq!(err.subject.as_deref(), Some("app.docs.a"));
             assert_eq!(err.sequence, Some(9));
@@ -376,5 +536,125 @@ mod tests {
         assert_eq!(r.filter_new(vec![e(1), e(2), e(3)]).len(), 1);
         // capacity 2: sequence 1 was forgotten
         assert_eq!(r.filter_new(vec![e(1)]).len(), 1);
+    }
+
+    fn deleted_under(field: &str, json: &str) -> (bool, String) {
+        let s = DocumentShape {
+            deleted_field: field.into(),
+            ..shape()
+        };
+        let decoded = s.decode("app.docs.a", 1, &body(json)).unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&decoded.body).unwrap();
+        let deleted = doc[field] == serde_json::Value::Bool(true);
+        (deleted, String::from_utf8(decoded.body.to_vec()).unwrap())
+    }
+
+    #[test]
+    fn official_plugin_tombstones_count_under_a_custom_deleted_field() {
+        // The official plugin ignores deletedField and writes _deleted.
+        let (deleted, body) = deleted_under("deleted", r#"{"id":"a","_deleted":true}"#);
+        assert!(deleted, "{body}");
+        // A stale copy of our flag, carried along by an official-plugin client, loses.
+        assert!(deleted_under("deleted", r#"{"id":"a","deleted":false,"_deleted":true}"#).0);
+        assert!(!deleted_under("deleted", r#"{"id":"a","deleted":true,"_deleted":false}"#).0);
+        // Our own writes: bodies that agree are handed over as they are.
+        for json in [
+            r#"{"id":"a","deleted":true}"#,
+            r#"{"id":"a","deleted":true,"_deleted":true}"#,
+            r#"{"id":"a","deleted":false,"_deleted":false}"#,
+            r#"{"id":"a","_deleted":false}"#,
+        ] {
+            assert_eq!(deleted_under("deleted", json).1, json);
+        }
+        assert!(deleted_under("deleted", r#"{"id":"a","deleted":true}"#).0);
+        // A _deleted that is no boolean is not our field then: ignored, not malformed.
+        assert!(!deleted_under("deleted", r#"{"id":"a","_deleted":"x"}"#).0);
+        // Under the default field nothing changes.
+        assert!(!deleted_under("_deleted", r#"{"id":"a","deleted":true}"#).0);
+    }
+
+    #[test]
+    fn a_rewritten_tombstone_keeps_every_other_value_as_written() {
+        let (_, body) = deleted_under(
+            "deleted",
+            r#"{"n":12345678901234567890.50,"id":"a","_deleted":true,"s":"\u00e9"}"#,
+        );
+        assert_eq!(
+            body,
+            r#"{"_deleted":true,"deleted":true,"id":"a","n":12345678901234567890.50,"s":"\u00e9"}"#
+        );
+    }
+
+    fn schema_shape() -> DocumentShape {
+        DocumentShape {
+            rules: FieldRules::from_schema(&serde_json::json!({
+                "properties": { "id": { "type": "string" }, "age": { "type": "integer" } },
+                "required": ["id", "age"]
+            })),
+            schema_after_modifier: true,
+            ..shape()
+        }
+    }
+
+    #[test]
+    fn with_a_modifier_the_schema_is_checked_on_its_output_not_on_the_message() {
+        let s = schema_shape();
+        // The message lacks a required field the modifier will add: not skipped here.
+        assert!(s.decode("app.docs.a", 3, &body(r#"{"id":"a"}"#)).is_ok());
+        let raw = |json: &str| RawValue::from_string(json.to_string()).unwrap();
+        let fixed = raw(r#"{"id":"a","age":0,"_deleted":false}"#);
+        assert!(s.check_modified("a", 3, Modified::Document(&fixed)).is_ok());
+        let still_broken = raw(r#"{"id":"a","_deleted":false}"#);
+        let err = s
+            .check_modified("a", 3, Modified::Document(&still_broken))
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidDocument);
+        assert_eq!(
+            (err.document_id.as_deref(), err.sequence),
+            (Some("a"), Some(3))
+        );
+        assert!(
+            err.message.contains("after pull.modifier"),
+            "{}",
+            err.message
+        );
+        assert!(
+            err.message.contains("\"age\" is missing"),
+            "{}",
+            err.message
+        );
+        // A tombstone may omit required fields, as without a modifier.
+        let tombstone = raw(r#"{"id":"a","_deleted":true}"#);
+        assert!(s
+            .check_modified("a", 3, Modified::Document(&tombstone))
+            .is_ok());
+        let keyless = raw(r#"{"age":1}"#);
+        assert!(s
+            .check_modified("a", 3, Modified::Document(&keyless))
+            .unwrap_err()
+            .message
+            .contains("without a string primary key"));
+        let threw = s
+            .check_modified("a", 3, Modified::Threw("boom"))
+            .unwrap_err();
+        assert_eq!(threw.code, ErrorCode::ModifierFailed);
+        assert!(threw.message.contains("(boom)"), "{}", threw.message);
+        let long = "x".repeat(2000);
+        let threw = s
+            .check_modified("a", 3, Modified::Threw(&long))
+            .unwrap_err();
+        assert!(threw.message.len() < 1000, "a user's long message is cut");
+    }
+
+    #[test]
+    fn without_a_modifier_the_message_is_checked_against_the_schema() {
+        let s = DocumentShape {
+            schema_after_modifier: false,
+            ..schema_shape()
+        };
+        let err = s
+            .decode("app.docs.a", 3, &body(r#"{"id":"a"}"#))
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidDocument);
     }
 }

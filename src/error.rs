@@ -27,6 +27,8 @@ pub enum ErrorCode {
     InvalidDocument,
     /// A local document is larger than the server's `max_payload`.
     DocumentTooLarge,
+    /// A `pull.modifier` or `push.modifier` (user code) threw for a document, which was skipped.
+    ModifierFailed,
     /// A JetStream request failed for a reason that may pass (timeout, leader election, outage).
     Unavailable,
     /// The replication was cancelled; the call did nothing.
@@ -47,6 +49,7 @@ impl ErrorCode {
             ErrorCode::MalformedMessage => "NATS_MALFORMED_MESSAGE",
             ErrorCode::InvalidDocument => "NATS_INVALID_DOCUMENT",
             ErrorCode::DocumentTooLarge => "NATS_DOCUMENT_TOO_LARGE",
+            ErrorCode::ModifierFailed => "NATS_MODIFIER_FAILED",
             ErrorCode::Unavailable => "NATS_UNAVAILABLE",
             ErrorCode::Closed => "NATS_CLOSED",
         }

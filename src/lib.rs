@@ -22,6 +22,7 @@ pub mod subject;
 #[cfg(test)]
 mod test_server;
 
+use batch::Modified;
 use bytes::Bytes;
 use error::ReplicationError;
 use live::LiveEvent;
@@ -58,6 +59,24 @@ struct BatchJson {
 #[serde(rename_all = "lowercase")]
 enum LiveJson {
     Batch(BatchJson),
+}
+
+/// What `pull.modifier` made of a pulled batch (see `screen_modified`).
+#[derive(serde::Deserialize)]
+struct ModifiedJson<'a> {
+    /// The modifier's output per document; `null` where `failures` says why there is none.
+    #[serde(borrow)]
+    documents: Vec<Option<&'a RawValue>>,
+    ids: Vec<String>,
+    sequences: Vec<u64>,
+    failures: Vec<Option<FailureJson>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+enum FailureJson {
+    Threw(String),
+    NotJson(String),
 }
 
 #[derive(serde::Serialize)]
@@ -152,6 +171,38 @@ impl NativeReplication {
             }),
             Err(e) => error_json(&e),
         }
+    }
+
+    /// Checks the documents of a pulled batch as `pull.modifier` made them against the
+    /// collection schema. Takes `{"documents":[..|null],"ids":[..],"sequences":[..],
+    /// "failures":[null|{"threw":msg}|{"notJson":msg}]}`; returns
+    /// `{"ok":{"keep":[bool..],"skipped":[errors]}}`.
+    #[napi]
+    pub fn screen_modified(&self, modified_json: String) -> String {
+        let input: ModifiedJson = match serde_json::from_str(&modified_json) {
+            Ok(input) => input,
+            Err(e) => return internal(format!("screenModified(): {e}")),
+        };
+        let n = input.ids.len();
+        if input.documents.len() != n || input.sequences.len() != n || input.failures.len() != n {
+            return internal("screenModified(): the arrays differ in length");
+        }
+        let documents: Vec<(String, u64, Modified)> = input
+            .ids
+            .into_iter()
+            .zip(input.sequences)
+            .zip(input.documents.iter().zip(&input.failures))
+            .map(|((id, sequence), (document, failure))| {
+                let modified = match (failure, document) {
+                    (Some(FailureJson::Threw(cause)), _) => Modified::Threw(cause),
+                    (Some(FailureJson::NotJson(cause)), _) => Modified::NotJson(cause),
+                    (None, Some(raw)) => Modified::Document(raw),
+                    (None, None) => Modified::NotJson("null"),
+                };
+                (id, sequence, modified)
+            })
+            .collect();
+        ok_json(self.core.screen_modified(&documents))
     }
 
     /// Resolves `{"ok":[null | {"sequence":N,"document":{..}|null}, ...]}`, one per id;

@@ -33,6 +33,10 @@ pub struct ReplicationOptions {
     /// fit its top-level field rules.
     #[serde(default)]
     pub collection_schema: Option<serde_json::Value>,
+    /// Set by the glue when the user gave a `pull.modifier`: the glue applies it, and the schema
+    /// is checked on its output instead of on the message.
+    #[serde(default)]
+    pub pull_modifier: bool,
 }
 
 fn default_deleted_field() -> String {

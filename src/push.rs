@@ -58,10 +58,12 @@ pub async fn read_current(
                 Ok(BatchRead::Found(mut found)) => {
                     for subject in &subjects {
                         states.push(found.remove(subject).map(|(sequence, payload)| {
-                            let valid = shape.decode(subject, sequence, &payload).is_ok();
                             CurrentState {
                                 sequence,
-                                body: valid.then_some(payload),
+                                body: shape
+                                    .decode(subject, sequence, &payload)
+                                    .ok()
+                                    .map(|d| d.body),
                             }
                         }));
                     }
@@ -108,15 +110,13 @@ async fn read_one(
 ) -> Result<Option<CurrentState>> {
     let subject = subject::subject_for(&shape.subject_prefix, id);
     match stream.get_last_raw_message_by_subject(&subject).await {
-        Ok(message) => {
-            let valid = shape
+        Ok(message) => Ok(Some(CurrentState {
+            sequence: message.sequence,
+            body: shape
                 .decode(&subject, message.sequence, &message.payload)
-                .is_ok();
-            Ok(Some(CurrentState {
-                sequence: message.sequence,
-                body: valid.then_some(message.payload),
-            }))
-        }
+                .ok()
+                .map(|d| d.body),
+        })),
         Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => Ok(None),
         Err(e) => Err(ReplicationError::unavailable(
             &format!("reading the server state of document {id:?}"),

@@ -1,7 +1,7 @@
 //! One replication: its options, its connection and stream (opened on first use, re-opened after
 //! a failure), its pull cursor and its live feed. This is the API the N-API layer forwards to.
 
-use crate::batch::{BatchBuilder, DocumentShape, ReportedOnce};
+use crate::batch::{BatchBuilder, DocumentShape, Modified, ReportedOnce};
 use crate::connection::{self, Connection};
 use crate::error::{ErrorCode, ReplicationError, Result};
 use crate::live::{self, LiveEvent, LiveFeed};
@@ -30,6 +30,15 @@ pub struct PulledBatch {
     /// Stream sequence of the last message read.
     pub checkpoint: u64,
     /// Messages that were skipped and not reported before.
+    pub skipped: Vec<ReplicationError>,
+}
+
+/// Which modified documents to hand to RxDB, and what to report.
+#[derive(Debug, serde::Serialize)]
+pub struct Screened {
+    /// One per document: whether it passed.
+    pub keep: Vec<bool>,
+    /// Reports of the documents skipped, each message reported once.
     pub skipped: Vec<ReplicationError>,
 }
 
@@ -71,6 +80,7 @@ impl Replication {
                 .map(FieldRules::from_schema)
                 .unwrap_or_default(),
             max_bytes: options.max_document_bytes,
+            schema_after_modifier: options.pull_modifier,
         };
         Replication {
             options,
@@ -187,11 +197,42 @@ impl Replication {
         new
     }
 
-    /// Counts a batch handed to RxDB and turns it into JSON.
+    /// Counts a batch handed to RxDB and turns it into JSON. With a `pull.modifier`, the
+    /// documents count once they passed `screen_modified`.
     pub fn hand_over(&self, batch: &BatchBuilder) -> String {
-        self.counters
-            .pulled(batch.len(), batch.document_bytes(), batch.checkpoint);
+        self.counters.reached(batch.checkpoint);
+        if !self.shape.schema_after_modifier {
+            self.counters.pulled(batch.len(), batch.document_bytes());
+        }
         batch.documents_json()
+    }
+
+    /// Checks pulled documents as `pull.modifier` made them (`(id, sequence, output)` each):
+    /// which to keep, and the reports of those skipped that were not reported before.
+    pub fn screen_modified(&self, documents: &[(String, u64, Modified<'_>)]) -> Screened {
+        let mut keep = Vec::with_capacity(documents.len());
+        let mut skipped = Vec::new();
+        let (mut kept, mut bytes) = (0, 0);
+        for (id, sequence, modified) in documents {
+            match self.shape.check_modified(id, *sequence, *modified) {
+                Ok(()) => {
+                    kept += 1;
+                    if let Modified::Document(raw) = modified {
+                        bytes += raw.get().len();
+                    }
+                    keep.push(true);
+                }
+                Err(err) => {
+                    skipped.push(err);
+                    keep.push(false);
+                }
+            }
+        }
+        self.counters.pulled(kept, bytes);
+        Screened {
+            keep,
+            skipped: self.first_reports(skipped),
+        }
     }
 
     /// Up to `batch_size` documents after `checkpoint`.

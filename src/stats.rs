@@ -42,11 +42,15 @@ pub struct Stats {
 }
 
 impl Counters {
-    /// A batch handed to RxDB: its documents, their JSON size and the sequence it ends at.
-    pub fn pulled(&self, documents: usize, bytes: usize, checkpoint: u64) {
+    /// Documents handed to RxDB, and their JSON size.
+    pub fn pulled(&self, documents: usize, bytes: usize) {
         self.documents_pulled
             .fetch_add(documents as u64, Ordering::Relaxed);
         self.bytes_pulled.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// A batch handed to RxDB ends at stream sequence `checkpoint`.
+    pub fn reached(&self, checkpoint: u64) {
         self.checkpoint.fetch_max(checkpoint, Ordering::Relaxed);
     }
 
@@ -94,8 +98,10 @@ mod tests {
     #[test]
     fn lag_is_what_the_stream_holds_after_the_checkpoint() {
         let c = Counters::default();
-        c.pulled(3, 30, 7);
-        c.pulled(1, 10, 5); // an older batch never moves the checkpoint back
+        c.pulled(3, 30);
+        c.reached(7);
+        c.pulled(1, 10);
+        c.reached(5); // an older batch never moves the checkpoint back
         let s = c.snapshot(0, Some(12));
         assert_eq!(
             (s.documents_pulled, s.bytes_pulled, s.checkpoint),
