@@ -109,9 +109,10 @@ test('no error of a failed replication shows a password, token, nkey seed or cre
   for (const [name, text] of rendered) assertNoSecret(text, `an error of case "${name}"`);
 });
 
-test('an application that logs every error prints no secret', async () => {
+test('an application that logs every error prints no secret, nor does RXDB_NATS_LOG=trace', async () => {
   const child = spawn(process.execPath, [fileURLToPath(new URL('./fixtures/provoke-errors.mjs', import.meta.url))], {
-    env: { ...process.env, PROVOKE_CASES: JSON.stringify(cases) },
+    // The native log at its most verbose, async-nats' included (it prints server URLs as given).
+    env: { ...process.env, PROVOKE_CASES: JSON.stringify(cases), RXDB_NATS_LOG: 'trace' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -121,5 +122,10 @@ test('an application that logs every error prints no secret', async () => {
   assert.equal(code, 0, output);
   const codes = JSON.parse(output.match(/^codes (.*)$/m)[1]);
   for (const c of cases) assert.ok(codes[c.name].includes(c.code), `${c.name}: expected ${c.code}, saw ${codes[c.name]}`);
+  // The log was on: connects, refusals and the addresses tried, with credentials masked.
+  assert.match(output, /INFO rxdb_nats_native::connection: connecting servers=/);
+  assert.match(output, /WARN rxdb_nats_native::connection: connect failed: .* code="NATS_AUTH_FAILED"/);
+  assert.match(output, /TRACE async_nats/);
+  assert.match(output, /password: Some\("\*\*\*"\)/, 'the password of a URL, masked where async-nats prints it');
   assertNoSecret(output, 'the child process output');
 });

@@ -144,6 +144,7 @@ pub async fn acquire(options: &ConnectionOptions) -> Result<Arc<Connection>> {
     let users = match shared.as_mut() {
         Some((conn, users)) if !conn.gave_up() => {
             *users += 1;
+            tracing::debug!(servers = %conn.servers, users = *users, "sharing the connection");
             return Ok(conn.clone());
         }
         // Those still holding the closed one count on: each gives it back and takes this one.
@@ -170,6 +171,7 @@ pub async fn release(options: &ConnectionOptions) {
         }
     };
     if let Some(conn) = closing {
+        tracing::info!(servers = %conn.servers, "closing the connection: its last replication ended");
         // drain() flushes what is queued, then closes; bounded so a dead server cannot hang us.
         let _ = tokio::time::timeout(Duration::from_secs(2), conn.client.drain()).await;
     }
@@ -191,8 +193,10 @@ pub fn describe_servers(servers: &[String]) -> String {
 }
 
 async fn connect(options: &ConnectionOptions) -> Result<Connection> {
+    crate::log::register_secrets(options);
     let servers = options.server_list();
     let described = describe_servers(&servers);
+    tracing::info!(servers = %described, name = ?options.name, "connecting");
     let (events, _) = broadcast::channel(16);
     let permission_error = Arc::new(std::sync::Mutex::new(None));
     let reconnects = Arc::new(AtomicU64::new(0));
@@ -225,10 +229,13 @@ async fn connect(options: &ConnectionOptions) -> Result<Connection> {
                 ),
             )
         })?;
-    let client = builder
-        .connect(addrs)
-        .await
-        .map_err(|e| connect_error(&described, &e))?;
+    let client = builder.connect(addrs).await.map_err(|e| {
+        let err = connect_error(&described, &e);
+        tracing::warn!(servers = %described, code = err.code.as_str(), "connect failed: {}", err.message);
+        err
+    })?;
+    let info = client.server_info();
+    tracing::info!(servers = %described, server = %info.server_name, version = %info.version, max_payload = info.max_payload, "connected");
     let jetstream = jetstream::ContextBuilder::new()
         .timeout(options.timeout().min(Duration::from_secs(10)))
         // Wait for an ack slot instead of failing when many pushes share a connection.
@@ -313,13 +320,15 @@ async fn build_connect_options(
         let events = events.clone();
         let send = match event {
             Event::Disconnected => {
+                tracing::warn!("disconnected; reconnecting");
                 was_disconnected.store(true, Ordering::SeqCst);
                 Some(ConnectionEvent::Disconnected)
             }
             Event::Connected => {
                 refused.store(false, Ordering::SeqCst);
                 if was_disconnected.load(Ordering::SeqCst) {
-                    reconnects.fetch_add(1, Ordering::Relaxed);
+                    let count = reconnects.fetch_add(1, Ordering::Relaxed) + 1;
+                    tracing::info!(reconnects = count, "connected again");
                     Some(ConnectionEvent::Reconnected)
                 } else {
                     None
@@ -330,16 +339,21 @@ async fn build_connect_options(
                 if text == ConnectErrorKind::AuthorizationViolation.to_string()
                     || text == ConnectErrorKind::Authentication.to_string() =>
             {
-                (!refused.swap(true, Ordering::SeqCst))
-                    .then_some(ConnectionEvent::CredentialsRefused)
+                let first = !refused.swap(true, Ordering::SeqCst);
+                if first {
+                    tracing::warn!("a reconnect was refused for its credentials; retrying");
+                }
+                first.then_some(ConnectionEvent::CredentialsRefused)
             }
             Event::ClientError(async_nats::ClientError::MaxReconnects) => {
+                tracing::warn!("maxReconnectAttempts ran out: the connection is closed for good and is replaced at the next retry");
                 gave_up.store(true, Ordering::SeqCst);
                 None
             }
             Event::ServerError(async_nats::ServerError::Other(text))
                 if text.to_ascii_lowercase().contains("permissions violation") =>
             {
+                tracing::warn!(error = %text, "the server refused a request");
                 if let Ok(mut last) = permission_errors.lock() {
                     *last = Some(text.clone());
                 }

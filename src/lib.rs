@@ -11,6 +11,7 @@ pub mod connection;
 pub mod direct;
 pub mod error;
 pub mod live;
+pub mod log;
 pub mod options;
 pub mod pull;
 pub mod push;
@@ -110,6 +111,12 @@ fn internal(e: impl std::fmt::Display) -> String {
 
 fn raw(json: String) -> Box<RawValue> {
     RawValue::from_string(json).unwrap_or_else(|_| RawValue::from_string("null".into()).unwrap())
+}
+
+/// Turns on logging when `RXDB_NATS_LOG` asks for it, as the addon loads.
+#[napi_derive::module_init]
+fn init() {
+    log::init_from_env();
 }
 
 /// Checks `replicateNats()` options; returns `null` or the error as JSON `{code, message}`.

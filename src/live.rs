@@ -89,16 +89,30 @@ async fn run(
         },
         _ = stopped.changed() => return,
     };
+    tracing::debug!(after = last, "live feed starts");
     loop {
         if *stopped.borrow() {
             return;
         }
         let round = feed_once(&replication, &tx, &mut stopped, &mut last, batch_size);
         match round.await {
-            Ok(Break::Stop) => return,
-            Ok(Break::Recreate) => {}
+            Ok(Break::Stop) => {
+                tracing::debug!(after = last, "live feed stopped");
+                return;
+            }
+            Ok(Break::Recreate) => {
+                tracing::info!(
+                    after = last,
+                    "live feed: new consumer after a reconnect, a lost consumer or a gap"
+                );
+            }
             Err(err) => {
                 let err = replication.explain(err).await;
+                tracing::warn!(
+                    code = err.code.as_str(),
+                    "live feed failed, retrying: {}",
+                    err.message
+                );
                 if tx.send(LiveEvent::Error(err)).await.is_err() {
                     return;
                 }
@@ -124,6 +138,7 @@ async fn feed_once(
         .await
         .map_err(|e| ReplicationError::unavailable("creating the live consumer", &e))?;
     let consumer_name = consumer.cached_info().name.clone();
+    tracing::debug!(consumer = %consumer_name, after = *last, "created the live consumer");
     let result = async {
         let mut messages = consumer
             .stream()
@@ -180,6 +195,7 @@ async fn feed_once(
                 }
             }
             if batch.checkpoint > *last {
+                tracing::debug!(after = *last, checkpoint = batch.checkpoint, documents = batch.len(), "live batch");
                 *last = batch.checkpoint;
                 let event = LiveEvent::Batch {
                     documents_json: replication.hand_over(&batch),

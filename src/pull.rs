@@ -93,7 +93,8 @@ pub async fn pull_batch(
 ) -> Result<Pulled> {
     match try_pull(stream, cursor, shape, checkpoint, batch_size).await {
         Ok(batch) => Ok(batch),
-        Err(_) => {
+        Err(err) => {
+            tracing::debug!(error = %err.message, "pull failed; once more on a new consumer");
             // The consumer may have expired or been lost with its node: once more on a new one.
             cursor.close(Some(stream)).await;
             try_pull(stream, cursor, shape, checkpoint, batch_size)
@@ -121,6 +122,7 @@ async fn try_pull(
         let consumer = create_consumer(stream, checkpoint + 1)
             .await
             .map_err(|e| fail(&e))?;
+        tracing::debug!(consumer = %consumer.cached_info().name, after = checkpoint, "created the pull consumer");
         cursor.consumer = Some(consumer);
         cursor.follows = checkpoint;
     }
@@ -176,5 +178,13 @@ async fn try_pull(
     }
     cursor.follows = batch.checkpoint;
     let caught_up = exhausted && cursor.buffer.is_empty();
+    tracing::debug!(
+        after = checkpoint,
+        checkpoint = batch.checkpoint,
+        documents = batch.len(),
+        skipped = batch.skipped.len(),
+        caught_up,
+        "pulled a batch"
+    );
     Ok(Pulled { batch, caught_up })
 }

@@ -301,6 +301,18 @@ impl Replication {
                 })
                 .collect()
         };
+        tracing::debug!(
+            documents = writes.len(),
+            written = outcomes
+                .iter()
+                .filter(|o| matches!(o, WriteOutcome::Written(_)))
+                .count(),
+            conflicts = outcomes
+                .iter()
+                .filter(|o| **o == WriteOutcome::Conflict)
+                .count(),
+            "pushed a batch"
+        );
         for (write, outcome) in writes.iter().zip(&outcomes) {
             match outcome {
                 WriteOutcome::Written(_) => self.counters.pushed(write.body.len()),

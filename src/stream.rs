@@ -38,6 +38,7 @@ pub async fn ensure_stream(conn: &Connection, options: &ReplicationOptions) -> R
                 .map_err(|e| jetstream_error(conn, &format!("reading stream {name:?}"), &e))?;
             let subjects = &info.config.subjects;
             if subjects.iter().any(|s| subject::pattern_covers(s, &filter)) {
+                tracing::debug!(stream = %name, subjects = ?subjects, "using the existing stream");
                 Ok(stream)
             } else {
                 Err(ReplicationError::new(
@@ -99,7 +100,10 @@ async fn create_stream(
             )
         })?;
     match created {
-        Ok(stream) => Ok(stream),
+        Ok(stream) => {
+            tracing::info!(stream = %name, subjects = %filter, replicas = stream.cached_info().config.num_replicas, "created the stream");
+            Ok(stream)
+        }
         Err(e) => {
             // Another client may have created it meanwhile: take it if it fits.
             if let Ok(stream) = conn.jetstream.get_stream(name).await {
