@@ -66,6 +66,12 @@ export interface NatsStreamConfig {
    * differs from its own).
    */
   allowDirect?: boolean;
+  /**
+   * Revisions of each document the stream keeps (`max_msgs_per_subject`, like a KV bucket's
+   * `history`): an integer >= 1; unlimited by default. The oldest go first; the newest revision
+   * of every document, a deletion too, always stays.
+   */
+  maxMsgsPerSubject?: number;
 }
 
 export type NatsSyncPullOptions<RxDocType> = Omit<
@@ -146,6 +152,8 @@ export interface RxNatsReplicationStats {
   streamLastSequence: number | null;
   /** Stream sequences not yet handed to RxDB (`streamLastSequence - checkpoint`); `null` without pull or server. */
   lag: number | null;
+  /** Revisions of each document the stream keeps (its `max_msgs_per_subject`); `null` when unlimited or unknown. */
+  maxMsgsPerSubject: number | null;
 }
 
 /** The replication state: RxDB's `RxReplicationState` with the NATS checkpoint type. */
@@ -194,5 +202,36 @@ export declare class RxNatsError extends Error {
 
 /** The subject that stores document `id` under `prefix` (see "Data layout" in the README). */
 export declare function subjectFor(prefix: string, id: string): string;
+
+/** The options of `compactStream()`. */
+export interface NatsCompactOptions {
+  /** The stream to compact. */
+  streamName: string;
+  connection?: NatsConnectionOptions;
+  /** Revisions kept per document, an integer >= 1 (default 1). */
+  maxMsgsPerSubject?: number;
+  /**
+   * Also set the stream's `max_msgs_per_subject`, so it stays bounded (default false). The
+   * official plugin cannot open a stream whose config differs from its own: leave this off while
+   * official-plugin clients use the stream.
+   */
+  limitStream?: boolean;
+}
+
+/** What `compactStream()` did. */
+export interface NatsCompactResult {
+  messagesBefore: number;
+  messagesAfter: number;
+  /** The stream's `max_msgs_per_subject` now; `null`: unlimited. */
+  maxMsgsPerSubject: number | null;
+}
+
+/**
+ * Shrinks a stream that grew to the newest `maxMsgsPerSubject` revisions of each document (every
+ * document and every deletion stays); with `limitStream`, bounds it there from now on.
+ * Replications may keep running. Rejects with an `RxNatsError` (`NATS_INVALID_OPTION`,
+ * `NATS_CONNECT_FAILED`, ...).
+ */
+export declare function compactStream(options: NatsCompactOptions): Promise<NatsCompactResult>;
 
 export type { WithDeleted };

@@ -51,6 +51,13 @@ export declare class NativeReplication {
 }
 
 /**
+ * Shrinks a stream to the newest `maxMsgsPerSubject` (default 1) revisions of each document and
+ * bounds it there. Takes `{streamName, connection, maxMsgsPerSubject}` as JSON; resolves
+ * `{"ok":{messagesBefore, messagesAfter, maxMsgsPerSubject}}` or `{"error":{..}}`.
+ */
+export declare function compactStream(optionsJson: string): Promise<string>
+
+/**
  * The subject that stores document `id` under `prefix` (ids a subject token cannot carry are
  * escaped; see the README).
  */

@@ -836,5 +836,6 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeReplication = nativeBinding.NativeReplication
+module.exports.compactStream = nativeBinding.compactStream
 module.exports.subjectFor = nativeBinding.subjectFor
 module.exports.validateOptions = nativeBinding.validateOptions

@@ -38,8 +38,13 @@ function summary(r) {
   return r.p50 !== undefined ? `${base}, p50 ${r.p50.toFixed(2)} p95 ${r.p95.toFixed(2)} max ${r.max.toFixed(2)} ms` : base;
 }
 
+// BENCH_ONLY=revisions runs only the fresh-client-over-history scenario.
+const ONLY = process.env.BENCH_ONLY;
+// Fresh clients over a stream with history: [documents, revisions each], and the one-revision baselines.
+const REVISIONS = [[1000, 50], [10000, 20]];
+
 const results = [];
-for (const n of SIZES) {
+for (const n of ONLY ? [] : SIZES) {
   const floor = run('floor', 'floor', n, 100);
   const raw = run('raw', 'raw', n, 100);
   results.push(floor, raw);
@@ -54,8 +59,16 @@ for (const n of SIZES) {
   }
 }
 const latencyN = 10000;
-for (const impl of ['native', 'official']) results.push(run(impl, 'latency', latencyN, 100));
-for (const impl of ['native', 'official']) results.push(run(impl, 'conflicts', 1000, 100));
+if (!ONLY) {
+  for (const impl of ['native', 'official']) results.push(run(impl, 'latency', latencyN, 100));
+  for (const impl of ['native', 'official']) results.push(run(impl, 'conflicts', 1000, 100));
+}
+for (const [docs, revisions] of REVISIONS) {
+  for (const r of [revisions, 1]) {
+    results.push(run('native', 'revisions', docs, r));
+    if (r > 1) results.push(run('official', 'revisions', docs, r));
+  }
+}
 
 // ---- the table -------------------------------------------------------------------------
 const find = (impl, scenario, n, batch) =>
@@ -63,6 +76,7 @@ const find = (impl, scenario, n, batch) =>
 const fmt = (x, d = 0) => (x === undefined || x === null || Number.isNaN(x) ? '–' : x.toFixed(d));
 const rate = (r) => (r && r.complete ? (r.N / r.ms) * 1000 : undefined);
 const lines = [];
+if (!ONLY) {
 lines.push('| scenario | N | batch | native ms | native docs/s | official ms | native ÷ official (speed-up) | native vs raw limit (net of RxDB floor) | RxDB push with a no-op handler | native peak RSS MB |');
 lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const n of SIZES) {
@@ -97,6 +111,18 @@ for (const n of SIZES) {
   const raw = find('raw', 'raw', n);
   const floor = find('floor', 'floor', n);
   lines.push(`| ${n} | ${fmt(raw.ms)} ms / ${fmt(raw.readMs)} ms | ${fmt(floor.ms)} ms |`);
+}
+lines.push('');
+}
+lines.push('| fresh client, documents × revisions | messages | native ms | native ÷ one-revision pull | official ms | one revision each: native ms |');
+lines.push('| --- | ---: | ---: | ---: | ---: | ---: |');
+for (const [docs, revisions] of REVISIONS) {
+  const nat = find('native', 'revisions', docs, revisions);
+  const one = find('native', 'revisions', docs, 1);
+  const off = find('official', 'revisions', docs, revisions);
+  const offText = !off ? 'skipped' : off.complete ? fmt(off.ms) : `incomplete (${off.reached}/${docs} in ${fmt(off.ms)})`;
+  const ratio = nat.complete && one.complete ? `${fmt(nat.ms / one.ms, 2)}×` : '–';
+  lines.push(`| ${docs} × ${revisions} | ${docs * revisions} | ${nat.complete ? fmt(nat.ms) : 'incomplete'} | ${ratio} | ${offText} | ${fmt(one.ms)} |`);
 }
 const machine = `${os.cpus().length} × ${os.cpus()[0].model}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, nats-server ${execFileSync(process.env.NATS_SERVER_BIN, ['--version']).toString().trim().replace('nats-server: ', '')}`;
 const table = `Machine: ${machine}; ${new Date().toISOString().slice(0, 10)}\n\n${lines.join('\n')}`;

@@ -54,7 +54,7 @@ const url = server.url;
 const STREAM = 'bench';
 const PREFIX = 'bench.docs';
 
-function replicate(db, { pull = true, push = true, live = true, autoStart = true } = {}) {
+function replicate(db, { pull = true, push = true, live = true, autoStart = true, batch = BATCH } = {}) {
   const replicateNats = impl === 'native' ? replicateNative : replicateOfficial;
   return replicateNats({
     collection: db.docs,
@@ -62,8 +62,8 @@ function replicate(db, { pull = true, push = true, live = true, autoStart = true
     streamName: STREAM,
     subjectPrefix: PREFIX,
     connection: impl === 'official' ? { servers: url, maxReconnectAttempts: 0 } : { servers: url },
-    pull: pull ? { batchSize: BATCH } : undefined,
-    push: push ? { batchSize: BATCH } : undefined,
+    pull: pull ? { batchSize: batch } : undefined,
+    push: push ? { batchSize: batch } : undefined,
     live,
     autoStart,
     retryTime: 1000,
@@ -83,13 +83,13 @@ async function streamCount() {
 }
 
 /** Polls until `count()` reaches `target` or the limit passes; returns {ms, reached, complete}. */
-async function timeUntil(started, count, target) {
+async function timeUntil(started, count, target, everyMs = 5) {
   for (;;) {
     const reached = await count();
     const ms = performance.now() - started;
     if (reached >= target) return { ms, reached, complete: true };
     if (ms > LIMIT_MS) return { ms, reached, complete: false };
-    await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }
 
@@ -159,6 +159,30 @@ const scenarios = {
     const started = performance.now();
     replicate(db, { push: false, live: false });
     return timeUntil(started, () => db.docs.count().exec(), N);
+  },
+
+  // A fresh client pulls N documents that have BATCH revisions each (written round-robin by a
+  // plain NATS client); timed until every document shows its last revision.
+  async revisions() {
+    const revisions = BATCH;
+    const nc = await connect({ servers: url });
+    await (await nc.jetstreamManager()).streams.add({ name: STREAM, subjects: [`${PREFIX}.*`] });
+    const js = nc.jetstream();
+    for (let r = 1; r <= revisions; r++) {
+      const acks = [];
+      for (let i = 0; i < N; i++) {
+        const d = doc(i, { age: r, _deleted: false });
+        acks.push(js.publish(`${PREFIX}.${d.id}`, new TextEncoder().encode(JSON.stringify(d))));
+        if (acks.length >= 5000) await Promise.all(acks.splice(0));
+      }
+      await Promise.all(acks);
+    }
+    await nc.close();
+    const db = await createDb();
+    const started = performance.now();
+    replicate(db, { push: false, live: false, batch: 100 });
+    const result = await timeUntil(started, () => db.docs.count({ selector: { age: revisions } }).exec(), N, 20);
+    return { ...result, revisions, messages: N * revisions };
   },
 
   async latency() {

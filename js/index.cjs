@@ -4,7 +4,7 @@ const { RxReplicationState, startReplicationOnLeaderShip } = require('rxdb/plugi
 const { RxDBLeaderElectionPlugin } = require('rxdb/plugins/leader-election');
 const { addRxPlugin } = require('rxdb');
 const { Subject } = require('rxjs');
-const { createReplicateNats, RxNatsError, subjectFor } = require('./replicate.cjs');
+const { createReplicateNats, RxNatsError, subjectFor, compactStream } = require('./replicate.cjs');
 
 const { replicateNats, RxNatsReplicationState } = createReplicateNats({
   RxReplicationState,
@@ -14,4 +14,4 @@ const { replicateNats, RxNatsReplicationState } = createReplicateNats({
   Subject,
 });
 
-module.exports = { replicateNats, RxNatsReplicationState, RxNatsError, subjectFor };
+module.exports = { replicateNats, RxNatsReplicationState, RxNatsError, subjectFor, compactStream };

@@ -5,7 +5,7 @@ import { addRxPlugin } from 'rxdb';
 import { Subject } from 'rxjs';
 import glue from './replicate.cjs';
 
-const { createReplicateNats, RxNatsError, subjectFor } = glue;
+const { createReplicateNats, RxNatsError, subjectFor, compactStream } = glue;
 
 export const { replicateNats, RxNatsReplicationState } = createReplicateNats({
   RxReplicationState,
@@ -14,4 +14,4 @@ export const { replicateNats, RxNatsReplicationState } = createReplicateNats({
   RxDBLeaderElectionPlugin,
   Subject,
 });
-export { RxNatsError, subjectFor };
+export { RxNatsError, subjectFor, compactStream };

@@ -77,6 +77,29 @@ function checkBatchSize(options, where) {
   }
 }
 
+function checkConnection(connection) {
+  for (const [key, value] of Object.entries(connection || {})) {
+    // JSON would drop these silently; nats.js authenticators have options of their own here.
+    if (typeof value === 'function') {
+      throw invalidOption(
+        `option connection.${key} is a function, which rxdb-nats-native does not support: ` +
+          'use connection.user/pass, token, nkeySeed or credsFile'
+      );
+    }
+  }
+}
+
+/**
+ * Shrinks stream `streamName` to the newest `maxMsgsPerSubject` (default 1) revisions of each
+ * document (with `limitStream`, bounds it there from now on); replications may keep running.
+ * Resolves `{ messagesBefore, messagesAfter, maxMsgsPerSubject }`.
+ */
+async function compactStream(options) {
+  if (!options || typeof options !== 'object') throw invalidOption('compactStream() needs an options object');
+  checkConnection(options.connection);
+  return unwrap(await native.compactStream(JSON.stringify(options)));
+}
+
 /** Validates every option now, so mistakes fail at replicateNats() time, naming the option. */
 function validate(options) {
   if (!options || typeof options !== 'object') throw invalidOption('replicateNats() needs an options object');
@@ -95,15 +118,7 @@ function validate(options) {
   if (options.push) checkKeys(options.push, PUSH_OPTIONS, 'push.');
   checkBatchSize(options.pull, 'pull');
   checkBatchSize(options.push, 'push');
-  for (const [key, value] of Object.entries(options.connection || {})) {
-    // JSON would drop these silently; nats.js authenticators have options of their own here.
-    if (typeof value === 'function') {
-      throw invalidOption(
-        `option connection.${key} is a function, which rxdb-nats-native does not support: ` +
-          'use connection.user/pass, token, nkeySeed or credsFile'
-      );
-    }
-  }
+  checkConnection(options.connection);
   const nativeOptions = JSON.stringify({
     streamName: options.streamName,
     subjectPrefix: options.subjectPrefix,
@@ -578,4 +593,4 @@ function createReplicateNats(rx) {
   return { replicateNats, RxNatsReplicationState };
 }
 
-module.exports = { createReplicateNats, RxNatsError, subjectFor: native.subjectFor };
+module.exports = { createReplicateNats, RxNatsError, subjectFor: native.subjectFor, compactStream };

@@ -127,6 +127,21 @@ pub fn validate_options(options_json: String) -> Option<String> {
         .map(|e| serde_json::to_string(&e).unwrap_or_else(internal))
 }
 
+/// Shrinks a stream to the newest `maxMsgsPerSubject` (default 1) revisions of each document and
+/// bounds it there. Takes `{streamName, connection, maxMsgsPerSubject}` as JSON; resolves
+/// `{"ok":{messagesBefore, messagesAfter, maxMsgsPerSubject}}` or `{"error":{..}}`.
+#[napi]
+pub async fn compact_stream(options_json: String) -> String {
+    let options = match options::CompactOptions::from_json(&options_json) {
+        Ok(options) => options,
+        Err(e) => return error_json(&e),
+    };
+    match stream::compact_with(&options).await {
+        Ok(done) => ok_json(done),
+        Err(e) => error_json(&e),
+    }
+}
+
 /// The subject that stores document `id` under `prefix` (ids a subject token cannot carry are
 /// escaped; see the README).
 #[napi]

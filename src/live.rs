@@ -8,7 +8,7 @@
 use crate::batch::BatchBuilder;
 use crate::connection::ConnectionEvent;
 use crate::error::ReplicationError;
-use crate::pull::create_consumer;
+use crate::pull::{create_consumer, Start};
 use crate::replication::Replication;
 use futures::{FutureExt, StreamExt};
 use std::sync::Arc;
@@ -134,7 +134,7 @@ async fn feed_once(
 ) -> Result<Break, ReplicationError> {
     let (conn, stream) = replication.connected().await?;
     let mut connection_events = conn.subscribe();
-    let consumer = create_consumer(&stream, *last + 1)
+    let consumer = create_consumer(&stream, Start::At(*last + 1))
         .await
         .map_err(|e| ReplicationError::unavailable("creating the live consumer", &e))?;
     let consumer_name = consumer.cached_info().name.clone();

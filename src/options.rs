@@ -97,6 +97,23 @@ pub struct StreamSettings {
     /// batch on nats-server >= 2.11. Off by default: the official plugin cannot open a stream
     /// whose config differs from its own.
     pub allow_direct: Option<bool>,
+    /// Revisions of each document the stream keeps (`max_msgs_per_subject`, like a KV bucket's
+    /// `history`); the oldest go first, so the newest revision, a tombstone too, always stays.
+    /// Unlimited when not given.
+    pub max_msgs_per_subject: Option<u64>,
+}
+
+/// The options of `compactStream()`: which stream, how to reach it, how many revisions to keep.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CompactOptions {
+    pub stream_name: String,
+    #[serde(default)]
+    pub connection: ConnectionOptions,
+    /// Revisions kept per document (1 when not given).
+    pub max_msgs_per_subject: Option<u64>,
+    /// Also set the stream's `max_msgs_per_subject`, so it stays bounded (false when not given).
+    pub limit_stream: Option<bool>,
 }
 
 /// A credential. Its value never appears in `Debug` output or in error messages.
@@ -154,43 +171,76 @@ fn secret_fingerprint(o: &ConnectionOptions) -> u64 {
     h.finish()
 }
 
+/// Parses options JSON; a mistake is `NATS_INVALID_OPTION` naming the option (path) at fault.
+fn parse_options<T: serde::de::DeserializeOwned>(json: &str) -> Result<T> {
+    let deserializer = &mut serde_json::Deserializer::from_str(json);
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let mut detail = e.inner().to_string();
+        // The position is in a JSON text the caller never saw.
+        if let Some(at) = detail.rfind(" at line ") {
+            detail.truncate(at);
+        }
+        let message = if path == "." {
+            format!("invalid options: {detail}")
+        } else {
+            format!("invalid option {path}: {detail}")
+        };
+        ReplicationError::new(ErrorCode::InvalidOption, message)
+    })
+}
+
+fn invalid<T>(message: String) -> Result<T> {
+    Err(ReplicationError::new(ErrorCode::InvalidOption, message))
+}
+
+fn check_stream_name(name: &str) -> Result<()> {
+    if name.is_empty()
+        || name
+            .chars()
+            .any(|c| matches!(c, '.' | '*' | '>' | '/' | '\\') || c.is_whitespace())
+    {
+        return invalid(format!(
+            "option streamName {name:?} is not a valid JetStream stream name: use letters, \
+             digits, '-' and '_' (no '.', '*', '>', '/', '\\' or spaces)"
+        ));
+    }
+    Ok(())
+}
+
+fn check_max_msgs_per_subject(value: Option<u64>, option: &str) -> Result<()> {
+    if value == Some(0) {
+        return invalid(format!(
+            "option {option} must be an integer >= 1 (revisions kept per document), got 0"
+        ));
+    }
+    if value.is_some_and(|n| n > i64::MAX as u64) {
+        return invalid(format!("option {option} is too large"));
+    }
+    Ok(())
+}
+
+impl CompactOptions {
+    /// Parses and checks the options JSON of `compactStream()`.
+    pub fn from_json(json: &str) -> Result<Self> {
+        let options: CompactOptions = parse_options(json)?;
+        check_stream_name(&options.stream_name)?;
+        check_max_msgs_per_subject(options.max_msgs_per_subject, "maxMsgsPerSubject")?;
+        options.connection.check()?;
+        Ok(options)
+    }
+}
+
 impl ReplicationOptions {
     /// Parses and checks the options JSON the JS glue sends.
     pub fn from_json(json: &str) -> Result<Self> {
-        let deserializer = &mut serde_json::Deserializer::from_str(json);
-        let options: ReplicationOptions =
-            serde_path_to_error::deserialize(deserializer).map_err(|e| {
-                let path = e.path().to_string();
-                let mut detail = e.inner().to_string();
-                // The position is in a JSON text the caller never saw.
-                if let Some(at) = detail.rfind(" at line ") {
-                    detail.truncate(at);
-                }
-                let message = if path == "." {
-                    format!("invalid replicateNats() options: {detail}")
-                } else {
-                    format!("invalid option {path}: {detail}")
-                };
-                ReplicationError::new(ErrorCode::InvalidOption, message)
-            })?;
+        let options: ReplicationOptions = parse_options(json)?;
         options.check()?;
         Ok(options)
     }
 
     fn check(&self) -> Result<()> {
-        let invalid = |msg: String| Err(ReplicationError::new(ErrorCode::InvalidOption, msg));
-        if self.stream_name.is_empty()
-            || self
-                .stream_name
-                .chars()
-                .any(|c| matches!(c, '.' | '*' | '>' | '/' | '\\') || c.is_whitespace())
-        {
-            return invalid(format!(
-                "option streamName {:?} is not a valid JetStream stream name: use letters, \
-                 digits, '-' and '_' (no '.', '*', '>', '/', '\\' or spaces)",
-                self.stream_name
-            ));
-        }
+        check_stream_name(&self.stream_name)?;
         if !subject::is_valid_prefix(&self.subject_prefix) {
             return invalid(format!(
                 "option subjectPrefix {:?} is not a valid NATS subject prefix: use one or more \
@@ -204,7 +254,28 @@ impl ReplicationOptions {
         if self.max_document_bytes == Some(0) {
             return invalid("option maxDocumentBytes must be at least 1 (bytes)".to_string());
         }
-        let c = &self.connection;
+        self.connection.check()?;
+        if let Some(storage) = &self.stream_config.storage {
+            if storage != "file" && storage != "memory" {
+                return invalid(format!(
+                    "option streamConfig.storage is {storage:?}: use \"file\" or \"memory\""
+                ));
+            }
+        }
+        if self.stream_config.replicas == Some(0) {
+            return invalid("option streamConfig.replicas must be at least 1".to_string());
+        }
+        check_max_msgs_per_subject(
+            self.stream_config.max_msgs_per_subject,
+            "streamConfig.maxMsgsPerSubject",
+        )
+    }
+}
+
+impl ConnectionOptions {
+    /// Checks what serde cannot: combinations, and values only a parser can judge.
+    fn check(&self) -> Result<()> {
+        let c = self;
         if c.server_list().is_empty() {
             return invalid("option connection.servers is an empty list".to_string());
         }
@@ -256,16 +327,6 @@ impl ReplicationOptions {
                     "option connection.maxReconnectAttempts is {n}: use -1 (forever) or a count"
                 ));
             }
-        }
-        if let Some(storage) = &self.stream_config.storage {
-            if storage != "file" && storage != "memory" {
-                return invalid(format!(
-                    "option streamConfig.storage is {storage:?}: use \"file\" or \"memory\""
-                ));
-            }
-        }
-        if self.stream_config.replicas == Some(0) {
-            return invalid("option streamConfig.replicas must be at least 1".to_string());
         }
         Ok(())
     }

@@ -12,21 +12,35 @@ use std::time::Duration;
 /// Ephemeral consumers of a replication vanish by themselves this long after their last use.
 pub const CONSUMER_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Creates an ephemeral, unacknowledged pull consumer that starts at `start` (1-based).
+/// Where a consumer starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start<'a> {
+    /// At this stream sequence (1-based), every message from there.
+    At(u64),
+    /// The newest message of each subject matching this filter, in stream order, then every
+    /// new message: a fresh client reads each document once, not its whole history.
+    NewestOf(&'a str),
+}
+
+/// Creates an ephemeral, unacknowledged pull consumer.
 pub async fn create_consumer(
     stream: &Stream,
-    start: u64,
+    start: Start<'_>,
 ) -> std::result::Result<PullConsumer, consumer::StreamError> {
-    let deliver_policy = if start <= 1 {
-        DeliverPolicy::All
-    } else {
-        DeliverPolicy::ByStartSequence {
-            start_sequence: start,
-        }
+    let (deliver_policy, filter_subject) = match start {
+        Start::At(seq) if seq <= 1 => (DeliverPolicy::All, String::new()),
+        Start::At(seq) => (
+            DeliverPolicy::ByStartSequence {
+                start_sequence: seq,
+            },
+            String::new(),
+        ),
+        Start::NewestOf(filter) => (DeliverPolicy::LastPerSubject, filter.to_string()),
     };
     stream
         .create_consumer(Config {
             deliver_policy,
+            filter_subject,
             ack_policy: AckPolicy::None,
             inactive_threshold: CONSUMER_IDLE_TIMEOUT,
             memory_storage: true,
@@ -119,9 +133,15 @@ async fn try_pull(
     };
     if cursor.consumer.is_none() || cursor.follows != checkpoint {
         cursor.close(Some(stream)).await;
-        let consumer = create_consumer(stream, checkpoint + 1)
-            .await
-            .map_err(|e| fail(&e))?;
+        // Without a checkpoint, only each document's newest revision matters: the checkpoint
+        // stays right, as every document whose newest message is at or before it was taken.
+        let filter = format!("{}.*", shape.subject_prefix);
+        let start = if checkpoint == 0 {
+            Start::NewestOf(&filter)
+        } else {
+            Start::At(checkpoint + 1)
+        };
+        let consumer = create_consumer(stream, start).await.map_err(|e| fail(&e))?;
         tracing::debug!(consumer = %consumer.cached_info().name, after = checkpoint, "created the pull consumer");
         cursor.consumer = Some(consumer);
         cursor.follows = checkpoint;

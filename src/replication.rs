@@ -389,18 +389,25 @@ impl Replication {
         let Some((conn, stream, before)) = link else {
             return self.counters.snapshot(0, None);
         };
-        let last_sequence = match stream {
+        let info = match stream {
             Some(mut stream) if !self.closed.load(Ordering::SeqCst) => {
                 tokio::time::timeout(Duration::from_secs(2), stream.info())
                     .await
                     .ok()
                     .and_then(|info| info.ok())
-                    .map(|info| info.state.last_sequence)
+                    .cloned()
             }
             _ => None,
         };
-        self.counters
-            .snapshot(conn.reconnects().saturating_sub(before), last_sequence)
+        let mut stats = self.counters.snapshot(
+            conn.reconnects().saturating_sub(before),
+            info.as_ref().map(|info| info.state.last_sequence),
+        );
+        stats.max_msgs_per_subject = info
+            .map(|info| info.config.max_messages_per_subject)
+            .filter(|n| *n > 0)
+            .map(|n| n as u64);
+        stats
     }
 
     /// Stops everything, deletes this replication's consumers and gives back the connection.

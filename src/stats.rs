@@ -39,6 +39,9 @@ pub struct Stats {
     pub stream_last_sequence: Option<u64>,
     /// Stream sequences after `checkpoint` (`None` when the server could not be asked).
     pub lag: Option<u64>,
+    /// Revisions of each document the stream keeps (its `max_msgs_per_subject`); `None` when
+    /// unlimited or when the server could not be asked.
+    pub max_msgs_per_subject: Option<u64>,
 }
 
 impl Counters {
@@ -87,6 +90,7 @@ impl Counters {
             checkpoint,
             stream_last_sequence,
             lag: stream_last_sequence.map(|last| last.saturating_sub(checkpoint)),
+            max_msgs_per_subject: None,
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::subject;
 use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind, RequestErrorKind};
 use async_nats::jetstream::stream::{Config, StorageType, Stream};
 use async_nats::jetstream::ErrorCode as JsCode;
+use futures::TryStreamExt;
 
 /// Returns the stream named `streamName`, creating it with subjects `[subjectPrefix.*]` when it
 /// does not exist. The config matches what `rxdb/plugins/replication-nats` creates, so both
@@ -81,6 +82,8 @@ async fn create_stream(
             Some("memory") => StorageType::Memory,
             _ => StorageType::File,
         },
+        // Discard old (the default): a document's oldest revisions go, its newest always stays.
+        max_messages_per_subject: settings.max_msgs_per_subject.map_or(-1, |n| n as i64),
         ..Default::default()
     };
     let created = conn
@@ -266,4 +269,89 @@ mod tests {
             None
         );
     }
+}
+
+/// What `compact` did to a stream.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Compacted {
+    pub messages_before: u64,
+    pub messages_after: u64,
+    /// The stream's `max_msgs_per_subject` now (`None`: unlimited).
+    pub max_msgs_per_subject: Option<u64>,
+}
+
+/// Shrinks stream `name` to the newest `keep` revisions of each subject; with `limit`, also
+/// bounds it there from now on (`max_msgs_per_subject`, which the official plugin's stream
+/// check then refuses). Replications keep running: they only lose revisions a newer one
+/// replaces. Each subject over `keep` is purged down to it; nats-server >= 2.10 applies a
+/// lowered limit to what is stored already, 2.9 to new messages only.
+pub async fn compact(conn: &Connection, name: &str, keep: u64, limit: bool) -> Result<Compacted> {
+    let failed = |what: &str, e: &dyn std::error::Error| {
+        ReplicationError::unavailable(&format!("{what} stream {name:?}"), e)
+    };
+    let mut stream = conn.jetstream.get_stream(name).await.map_err(|e| {
+        let missing = matches!(e.kind(), GetStreamErrorKind::JetStream(js) if js.error_code() == JsCode::STREAM_NOT_FOUND);
+        if missing {
+            ReplicationError::new(
+                ErrorCode::InvalidOption,
+                format!("option streamName: there is no stream {name:?} to compact"),
+            )
+        } else {
+            jetstream_error(conn, &format!("looking up stream {name:?}"), &e)
+        }
+    })?;
+    let info = stream.info().await.map_err(|e| failed("reading", &e))?;
+    let before = info.state.messages;
+    let current = info.config.max_messages_per_subject;
+    if limit && (current <= 0 || current > keep as i64) {
+        let mut config = info.config.clone();
+        config.max_messages_per_subject = keep as i64;
+        conn.jetstream
+            .update_stream(config)
+            .await
+            .map_err(|e| failed("updating", &e))?;
+    }
+    let subjects = stream
+        .info_with_subjects(">")
+        .await
+        .map_err(|e| failed("listing the subjects of", &e))?;
+    let over: Vec<String> = subjects
+        .try_filter_map(
+            |(subject, count)| async move { Ok((count as u64 > keep).then_some(subject)) },
+        )
+        .try_collect()
+        .await
+        .map_err(|e| failed("listing the subjects of", &e))?;
+    for subject in &over {
+        stream
+            .purge()
+            .filter(subject)
+            .keep(keep)
+            .await
+            .map_err(|e| failed(&format!("purging {subject:?} in"), &e))?;
+    }
+    let after = stream.info().await.map_err(|e| failed("reading", &e))?;
+    tracing::info!(stream = %name, before, after = after.state.messages, keep, purged_subjects = over.len(), "compacted the stream");
+    Ok(Compacted {
+        messages_before: before,
+        messages_after: after.state.messages,
+        max_msgs_per_subject: u64::try_from(after.config.max_messages_per_subject)
+            .ok()
+            .filter(|n| *n > 0),
+    })
+}
+
+/// `compact` with a connection of its own (shared with replications of equal options).
+pub async fn compact_with(options: &crate::options::CompactOptions) -> Result<Compacted> {
+    let conn = crate::connection::acquire(&options.connection).await?;
+    let done = compact(
+        &conn,
+        &options.stream_name,
+        options.max_msgs_per_subject.unwrap_or(1),
+        options.limit_stream.unwrap_or(false),
+    )
+    .await;
+    crate::connection::release(&options.connection).await;
+    done
 }
