@@ -1,8 +1,15 @@
 // npm run bench: every scenario against rxdb-nats-native and rxdb/plugins/replication-nats in
-// one run, each in its own process on a fresh nats-server; prints a table and writes
-// bench/results/<timestamp>.json. Timings are only compared within this run.
+// one run, each run in its own process on a fresh nats-server, rounds interleaved, each cell the
+// median of BENCH_RUNS runs (3) with its spread. Prints the tables, writes
+// bench/results/<timestamp>.json and replaces the marked section of README.md with them.
 //
-// BENCH_SIZES=1000,10000 BENCH_BATCHES=100 npm run bench   (defaults: 1000,10000,100000 and 100,1000)
+// What matters is what this library adds over RxDB's own replication cost, as a multiple of what
+// async-nats alone needs: (native − RxDB) ÷ raw.
+//
+//   BENCH_QUICK=1        a ~2-minute subset (1,000 and 10,000 documents, batch 100); does not touch the README
+//   BENCH_SIZES=1000,10000 BENCH_BATCHES=100 BENCH_RUNS=5 BENCH_LIMIT_MS=60000   (defaults: 1000,10000,100000; 100,1000; 3; 60000)
+//   BENCH_ONLY=revisions|slow|latency|...   one part only (does not touch the README)
+//   BENCH_DELAY_MS=20    the one-way delay of the slow link
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -11,24 +18,35 @@ import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-// Benchmarks run on the pinned nats-server unless NATS_SERVER_BIN says otherwise.
 const require = createRequire(import.meta.url);
+// Benchmarks run on the pinned nats-server unless NATS_SERVER_BIN says otherwise.
 process.env.NATS_SERVER_BIN ||= require('../scripts/nats-server.cjs').pinnedNatsServerBin();
+const env = process.env;
+const QUICK = env.BENCH_QUICK === '1';
 const list = (v, d) => (v ? v.split(',').map(Number) : d);
-const SIZES = list(process.env.BENCH_SIZES, [1000, 10000, 100000]);
-const BATCHES = list(process.env.BENCH_BATCHES, [100, 1000]);
-const LIMIT_MS = Number(process.env.BENCH_LIMIT_MS || 60000);
-// The official plugin needs minutes per scenario at 100,000 (when it finishes at all).
-const OFFICIAL_MAX_N = Number(process.env.BENCH_OFFICIAL_MAX_N || 10000);
+const SIZES = list(env.BENCH_SIZES, QUICK ? [1000, 10000] : [1000, 10000, 100000]);
+const BATCHES = list(env.BENCH_BATCHES, QUICK ? [100] : [100, 1000]);
+const RUNS = Number(env.BENCH_RUNS || 3);
+const LIMIT_MS = Number(env.BENCH_LIMIT_MS || (QUICK ? 5000 : 60000));
+// The official plugin needs minutes per scenario at 100,000 (when it finishes at all); its pull
+// does not finish at any size, so one run of it says all there is to say.
+const OFFICIAL_MAX_N = Number(env.BENCH_OFFICIAL_MAX_N || 10000);
+const OFFICIAL_RUNS = QUICK ? 1 : Number(env.BENCH_OFFICIAL_RUNS || RUNS);
+const ONLY = env.BENCH_ONLY;
+const DELAY_MS = Number(env.BENCH_DELAY_MS || 20);
+const REVISIONS = [[1000, 50], [10000, 20]];
+// Single writes timed per latency run (a quick run over the slow link would spend minutes on 200).
+env.BENCH_LATENCY_WRITES ||= QUICK ? '50' : '200';
+const part = (name) => !ONLY || ONLY === name;
 
-function run(impl, scenario, n, batch) {
+function runOnce(impl, scenario, n, batch, extraEnv = {}) {
   const out = execFileSync(
     process.execPath,
     [path.join(here, 'scenario.mjs'), impl, scenario, String(n), String(batch), String(LIMIT_MS)],
-    { stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20 }
+    { stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20, env: { ...env, ...extraEnv } }
   ).toString();
   const result = JSON.parse(out.trim().split('\n').pop());
-  process.stderr.write(`  ${impl} ${scenario} N=${n} batch=${batch}: ${summary(result)}\n`);
+  process.stderr.write(`  ${impl} ${scenario} N=${n} batch=${batch}${extraEnv.BENCH_DELAY_MS ? ` delay=${extraEnv.BENCH_DELAY_MS}` : ''}: ${summary(result)}\n`);
   return result;
 }
 
@@ -38,96 +56,176 @@ function summary(r) {
   return r.p50 !== undefined ? `${base}, p50 ${r.p50.toFixed(2)} p95 ${r.p95.toFixed(2)} max ${r.max.toFixed(2)} ms` : base;
 }
 
-// BENCH_ONLY=revisions runs only the fresh-client-over-history scenario.
-const ONLY = process.env.BENCH_ONLY;
-// Fresh clients over a stream with history: [documents, revisions each], and the one-revision baselines.
-const REVISIONS = [[1000, 50], [10000, 20]];
+/** Planned cells: each runs `runs` times; rounds are interleaved so a busy moment hits every cell. */
+const plan = [];
+const cell = (impl, scenario, n, batch, { runs = RUNS, env: extraEnv = {}, key } = {}) =>
+  plan.push({ key: key || `${impl}/${scenario}/${n}/${batch}`, impl, scenario, n, batch, runs, env: extraEnv, results: [] });
 
-const results = [];
-for (const n of ONLY ? [] : SIZES) {
-  const floor = run('floor', 'floor', n, 100);
-  const raw = run('raw', 'raw', n, 100);
-  results.push(floor, raw);
-  for (const batch of BATCHES) {
-    results.push(run('noop', 'noop', n, batch));
-    for (const scenario of ['push', 'pull']) {
-      const native = run('native', scenario, n, batch);
-      const official = n <= OFFICIAL_MAX_N ? run('official', scenario, n, batch) : null;
-      results.push(native);
-      if (official) results.push(official);
+if (part('sizes')) {
+  for (const n of SIZES) {
+    cell('raw', 'raw', n, 100);
+    for (const batch of BATCHES) {
+      cell('noop', 'noop', n, batch);
+      cell('noop', 'noopPull', n, batch);
+      for (const scenario of ['push', 'pull']) {
+        cell('native', scenario, n, batch);
+        if (n <= OFFICIAL_MAX_N) cell('official', scenario, n, batch, { runs: OFFICIAL_RUNS });
+      }
     }
   }
 }
-const latencyN = 10000;
-if (!ONLY) {
-  for (const impl of ['native', 'official']) results.push(run(impl, 'latency', latencyN, 100));
-  for (const impl of ['native', 'official']) results.push(run(impl, 'conflicts', 1000, 100));
-}
-for (const [docs, revisions] of REVISIONS) {
-  for (const r of [revisions, 1]) {
-    results.push(run('native', 'revisions', docs, r));
-    if (r > 1) results.push(run('official', 'revisions', docs, r));
+const LATENCY_N = 10000;
+if (part('latency')) for (const impl of ['native', 'official']) cell(impl, 'latency', LATENCY_N, 100);
+if (part('conflicts') && !QUICK) for (const impl of ['native', 'official']) cell(impl, 'conflicts', 1000, 100);
+if (part('revisions') && !QUICK) {
+  for (const [docs, revisions] of REVISIONS) {
+    cell('native', 'revisions', docs, revisions);
+    cell('native', 'revisions', docs, 1);
+    cell('official', 'revisions', docs, revisions, { runs: 1 });
   }
 }
-
-// ---- the table -------------------------------------------------------------------------
-const find = (impl, scenario, n, batch) =>
-  results.find((r) => r.impl === impl && r.scenario === scenario && r.N === n && (batch === undefined || r.batch === batch));
-const fmt = (x, d = 0) => (x === undefined || x === null || Number.isNaN(x) ? '–' : x.toFixed(d));
-const rate = (r) => (r && r.complete ? (r.N / r.ms) * 1000 : undefined);
-const lines = [];
-if (!ONLY) {
-lines.push('| scenario | N | batch | native ms | native docs/s | official ms | native ÷ official (speed-up) | native vs raw limit (net of RxDB floor) | RxDB push with a no-op handler | native peak RSS MB |');
-lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
-for (const n of SIZES) {
-  const floor = find('floor', 'floor', n);
-  const raw = find('raw', 'raw', n);
-  for (const batch of BATCHES) {
-    for (const scenario of ['push', 'pull']) {
-      const nat = find('native', scenario, n, batch);
-      const off = find('official', scenario, n, batch);
-      const rawMs = scenario === 'push' ? raw.ms : raw.readMs;
-      const net = nat && nat.complete ? rawMs / Math.max(1, nat.ms - floor.ms) : undefined;
-      const offText = !off ? 'skipped' : off.complete ? fmt(off.ms) : `incomplete (${off.reached}/${n} in ${fmt(off.ms)})`;
-      const speedup = off && nat && nat.complete ? (off.complete ? `${fmt(off.ms / nat.ms, 1)}×` : `> ${fmt(off.ms / nat.ms, 1)}×`) : '–';
-      const noop = scenario === 'push' ? `${fmt(find('noop', 'noop', n, batch).ms)} ms` : '–';
-      lines.push(`| ${scenario} | ${n} | ${batch} | ${nat.complete ? fmt(nat.ms) : 'incomplete'} | ${fmt(rate(nat))} | ${offText} | ${speedup} | ${net === undefined ? '–' : `${fmt(net * 100)} %`} | ${noop} | ${fmt(nat.peakRssMb)} |`);
+// The slow link: 2,000 documents in batches of 100, and single live writes, over a proxy that
+// delays every chunk DELAY_MS each way.
+const SLOW_N = 2000;
+if (part('slow')) {
+  const slow = { BENCH_DELAY_MS: String(DELAY_MS) };
+  for (const impl of ['native', 'official']) {
+    for (const scenario of ['push', 'pull', 'latency']) {
+      cell(impl, scenario, SLOW_N, 100, { env: slow, key: `slow/${impl}/${scenario}`, runs: impl === 'official' && scenario === 'pull' ? 1 : RUNS });
     }
   }
 }
-const lat = (impl) => find(impl, 'latency', latencyN, 100);
-const conf = (impl) => find(impl, 'conflicts', 1000, 100);
-const latText = (r) => (r.complete ? `p50 ${fmt(r.p50, 2)} / p95 ${fmt(r.p95, 2)} / max ${fmt(r.max, 2)} ms` : `incomplete (${r.reached}/200)`);
-const confText = (r) => (r.complete ? `converged in ${fmt(r.ms)} ms` : `did not converge in ${fmt(r.ms)} ms`);
-lines.push('');
-lines.push('| scenario | native | official |');
-lines.push('| --- | --- | --- |');
-lines.push(`| live latency (200 single writes) | ${latText(lat('native'))} | ${latText(lat('official'))} |`);
-lines.push(`| conflict storm (2 clients × 1,000 docs) | ${confText(conf('native'))} | ${confText(conf('official'))} |`);
-lines.push('');
-lines.push('| N | raw limit: async-nats publish / ordered read | RxDB floor: bulkInsert |');
-lines.push('| ---: | --- | --- |');
-for (const n of SIZES) {
-  const raw = find('raw', 'raw', n);
-  const floor = find('floor', 'floor', n);
-  lines.push(`| ${n} | ${fmt(raw.ms)} ms / ${fmt(raw.readMs)} ms | ${fmt(floor.ms)} ms |`);
+
+const rounds = Math.max(...plan.map((c) => c.runs));
+for (let round = 0; round < rounds; round++) {
+  process.stderr.write(`round ${round + 1} of ${rounds}\n`);
+  for (const c of plan) if (c.results.length < c.runs) c.results.push(runOnce(c.impl, c.scenario, c.n, c.batch, c.env));
 }
-lines.push('');
+
+// ---- statistics -------------------------------------------------------------------------------
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? undefined : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+/** Median and spread of a field over a cell's complete runs; `incomplete` if any run was not. */
+function stat(key, field = 'ms') {
+  const c = plan.find((p) => p.key === key);
+  if (!c) return undefined;
+  const done = c.results.filter((r) => r.complete && !r.error);
+  const values = done.map((r) => r[field]).filter((v) => typeof v === 'number');
+  return {
+    runs: c.results.length,
+    complete: done.length === c.results.length,
+    median: median(values),
+    min: Math.min(...values),
+    max: Math.max(...values),
+    reached: median(c.results.map((r) => r.reached || 0)),
+    ms: median(c.results.map((r) => r.ms)),
+    peakRssMb: median(c.results.map((r) => r.peakRssMb)),
+  };
 }
-lines.push('| fresh client, documents × revisions | messages | native ms | native ÷ one-revision pull | official ms | one revision each: native ms |');
-lines.push('| --- | ---: | ---: | ---: | ---: | ---: |');
-for (const [docs, revisions] of REVISIONS) {
-  const nat = find('native', 'revisions', docs, revisions);
-  const one = find('native', 'revisions', docs, 1);
-  const off = find('official', 'revisions', docs, revisions);
-  const offText = !off ? 'skipped' : off.complete ? fmt(off.ms) : `incomplete (${off.reached}/${docs} in ${fmt(off.ms)})`;
-  const ratio = nat.complete && one.complete ? `${fmt(nat.ms / one.ms, 2)}×` : '–';
-  lines.push(`| ${docs} × ${revisions} | ${docs * revisions} | ${nat.complete ? fmt(nat.ms) : 'incomplete'} | ${ratio} | ${offText} | ${fmt(one.ms)} |`);
+const fmt = (x, d = 0) => (x === undefined || x === null || !Number.isFinite(x) ? '–' : x.toFixed(d));
+const withSpread = (s, d = 0) =>
+  !s ? '–' : !s.complete ? `incomplete (${fmt(s.reached)} in ${fmt(s.ms)} ms)` : s.runs > 1 ? `${fmt(s.median, d)} (${fmt(s.min, d)}–${fmt(s.max, d)})` : fmt(s.median, d);
+
+const tables = [];
+if (part('sizes')) {
+  const t = [
+    '| scenario | N | batch | RxDB own ms | native ms | official ms | raw async-nats ms | native − RxDB | (native − RxDB) ÷ raw | native ÷ official | peak RSS over RxDB own, MB |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  for (const n of SIZES) {
+    for (const batch of BATCHES) {
+      for (const scenario of ['push', 'pull']) {
+        const own = stat(`noop/${scenario === 'push' ? 'noop' : 'noopPull'}/${n}/${batch}`);
+        const nat = stat(`native/${scenario}/${n}/${batch}`);
+        const off = stat(`official/${scenario}/${n}/${batch}`);
+        const raw = stat(`raw/raw/${n}/100`, scenario === 'push' ? 'ms' : 'readMs');
+        const added = nat.complete && own.complete ? nat.median - own.median : undefined;
+        const speedup = !off ? 'skipped' : !nat.complete ? '–' : off.complete ? `${fmt(off.median / nat.median, 1)}×` : `> ${fmt(off.ms / nat.median, 1)}×`;
+        t.push(`| ${scenario} | ${n} | ${batch} | ${withSpread(own)} | ${withSpread(nat)} | ${off ? withSpread(off) : 'skipped'} | ${fmt(raw.median)} | ${fmt(added)} | ${added === undefined ? '–' : `${fmt(added / raw.median, 2)}×`} | ${speedup} | ${fmt(nat.peakRssMb - own.peakRssMb)} |`);
+      }
+    }
+  }
+  tables.push(t.join('\n'));
 }
-const machine = `${os.cpus().length} × ${os.cpus()[0].model}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, nats-server ${execFileSync(process.env.NATS_SERVER_BIN, ['--version']).toString().trim().replace('nats-server: ', '')}`;
-const table = `Machine: ${machine}; ${new Date().toISOString().slice(0, 10)}\n\n${lines.join('\n')}`;
-console.log(table);
+if (part('latency') || (part('conflicts') && !QUICK)) {
+  const t = ['| scenario | native | official |', '| --- | --- | --- |'];
+  const lat = (impl) => {
+    const [p50, p95, max] = ['p50', 'p95', 'max'].map((f) => stat(`${impl}/latency/${LATENCY_N}/100`, f));
+    return p50.complete ? `p50 ${withSpread(p50, 2)} / p95 ${withSpread(p95, 2)} / max ${fmt(max.median, 2)} ms` : `incomplete (${fmt(p50.reached)}/${env.BENCH_LATENCY_WRITES})`;
+  };
+  const conf = (impl) => {
+    const s = stat(`${impl}/conflicts/1000/100`);
+    return s.complete ? `converged in ${withSpread(s)} ms` : `did not converge in ${fmt(s.ms)} ms`;
+  };
+  if (part('latency')) t.push(`| live latency (${env.BENCH_LATENCY_WRITES} single writes) | ${lat('native')} | ${lat('official')} |`);
+  if (part('conflicts') && !QUICK) t.push(`| conflict storm (2 clients × 1,000 docs) | ${conf('native')} | ${conf('official')} |`);
+  tables.push(t.join('\n'));
+}
+if (part('revisions') && !QUICK) {
+  const t = [
+    '| fresh client, documents × revisions | messages | native ms | one revision each: native ms | native ÷ one-revision pull | official ms |',
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  for (const [docs, revisions] of REVISIONS) {
+    const nat = stat(`native/revisions/${docs}/${revisions}`);
+    const one = stat(`native/revisions/${docs}/1`);
+    const off = stat(`official/revisions/${docs}/${revisions}`);
+    const ratio = nat.complete && one.complete ? `${fmt(nat.median / one.median, 2)}×` : '–';
+    t.push(`| ${docs} × ${revisions} | ${docs * revisions} | ${withSpread(nat)} | ${withSpread(one)} | ${ratio} | ${withSpread(off)} |`);
+  }
+  tables.push(t.join('\n'));
+}
+if (part('slow')) {
+  const rtt = 2 * DELAY_MS;
+  const t = [
+    `| slow link (${DELAY_MS} ms each way, a ${rtt} ms round trip) | native | official |`,
+    '| --- | --- | --- |',
+  ];
+  const push = (impl) => {
+    const s = stat(`slow/${impl}/push`);
+    const perBatch = stat(`slow/${impl}/push`, 'steadyMsPerBatch');
+    const handler = stat(`slow/${impl}/push`, 'handlerMs');
+    return s.complete
+      ? `${withSpread(s)} ms; once connected ${fmt(perBatch.median, 1)} ms = ${fmt(perBatch.median / rtt, 2)} RTT per batch, of which the push handler ${fmt(handler.median / rtt, 2)} RTT`
+      : withSpread(s);
+  };
+  const pull = (impl) => {
+    const s = stat(`slow/${impl}/pull`);
+    return s.complete ? `${withSpread(s)} ms` : withSpread(s);
+  };
+  const live = (impl) => {
+    const [p50, p95] = ['p50', 'p95'].map((f) => stat(`slow/${impl}/latency`, f));
+    // The path a write must travel: writer → server → reader, one way each.
+    return p50.complete ? `p50 ${withSpread(p50, 1)} ms (${fmt(p50.median / rtt, 2)}× the path), p95 ${withSpread(p95, 1)} ms (${fmt(p95.median / rtt, 2)}×)` : withSpread(p50);
+  };
+  t.push(`| push ${SLOW_N} documents, batches of 100 | ${push('native')} | ${push('official')} |`);
+  t.push(`| pull ${SLOW_N} documents, batches of 100 | ${pull('native')} | ${pull('official')} |`);
+  t.push(`| live: single writes seen by another client | ${live('native')} | ${live('official')} |`);
+  tables.push(t.join('\n'));
+}
+
+const version = execFileSync(env.NATS_SERVER_BIN, ['--version']).toString().trim().replace('nats-server: ', '');
+const machine = `${os.cpus().length} × ${os.cpus()[0].model}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, nats-server ${version}`;
+const header = `Machine: ${machine}; ${new Date().toISOString().slice(0, 10)}; medians of ${RUNS} runs (min–max)${QUICK ? '; BENCH_QUICK' : ''}`;
+const text = `${header}\n\n${tables.join('\n\n')}`;
+console.log(text);
 fs.mkdirSync(path.join(here, 'results'), { recursive: true });
-const file = path.join(here, 'results', `${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-fs.writeFileSync(file, JSON.stringify({ machine, sizes: SIZES, batches: BATCHES, results, table }, null, 2));
+const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+const file = path.join(here, 'results', `${stamp}.json`);
+fs.writeFileSync(file, JSON.stringify({ machine, quick: QUICK, only: ONLY || null, sizes: SIZES, batches: BATCHES, runs: RUNS, plan, text }, null, 2));
 console.log(`\nresults: ${path.relative(process.cwd(), file)}`);
+
+// The README's tables come from here, never by hand: a full run replaces its marked section.
+if (!QUICK && !ONLY) {
+  const readme = path.join(here, '..', 'README.md');
+  const [start, end] = ['<!-- bench:start -->', '<!-- bench:end -->'];
+  const current = fs.readFileSync(readme, 'utf8');
+  const from = current.indexOf(start);
+  const to = current.indexOf(end);
+  if (from < 0 || to < from) throw new Error(`README.md has no ${start} … ${end} section to replace`);
+  const section = `${start}\n<!-- written by npm run bench (${path.relative(path.join(here, '..'), file)}); do not edit by hand -->\n\n${text}\n\n`;
+  fs.writeFileSync(readme, current.slice(0, from) + section + current.slice(to));
+  console.log('README.md: benchmark section replaced');
+}

@@ -7,7 +7,7 @@ import { replicateNats as replicateNative } from 'rxdb-nats-native';
 import { replicateNats as replicateOfficial } from 'rxdb/plugins/replication-nats';
 import { replicateRxCollection } from 'rxdb/plugins/replication';
 import { connect } from 'nats';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { startNatsServer } from '../scripts/nats-server-process.mjs';
 
@@ -50,7 +50,18 @@ async function createDb() {
 }
 
 const server = await startNatsServer();
-const url = server.url;
+// BENCH_DELAY_MS > 0: the clients reach the server over a slow link (a delaying proxy in a
+// process of its own, so this process's work cannot delay the link), each way.
+const DELAY_MS = Number(process.env.BENCH_DELAY_MS || 0);
+let proxy = null;
+if (DELAY_MS > 0) {
+  proxy = spawn(process.execPath, [fileURLToPath(new URL('../scripts/delay-proxy.mjs', import.meta.url)), String(server.port), String(DELAY_MS)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const { port } = await new Promise((resolve) => proxy.stdout.once('data', (d) => resolve(JSON.parse(d))));
+  server.proxiedUrl = `nats://127.0.0.1:${port}`;
+}
+const url = server.proxiedUrl || server.url;
 const STREAM = 'bench';
 const PREFIX = 'bench.docs';
 
@@ -70,16 +81,40 @@ function replicate(db, { pull = true, push = true, live = true, autoStart = true
   });
 }
 
+// The bench's own reads of the stream go straight to the server on one connection: over the slow
+// link a connection per poll would cost the measurement round trips of its own.
+let counter = null;
 async function streamCount() {
-  const nc = await connect({ servers: url });
   try {
-    const jsm = await nc.jetstreamManager();
-    return (await jsm.streams.info(STREAM)).state.messages;
+    counter ||= await (await connect({ servers: server.url })).jetstreamManager();
+    return (await counter.streams.info(STREAM)).state.messages;
   } catch {
     return 0;
-  } finally {
-    await nc.close();
   }
+}
+
+/**
+ * Times each call of the replication's push handler: `steadyMsPerBatch` is the time from the end
+ * of the first call to the end of the last, per call after the first (connecting and creating
+ * the stream happen in the first), so it is what a batch costs once running.
+ */
+function timeBatches(replication) {
+  const handler = replication.push.handler;
+  const ends = [];
+  const durations = [];
+  replication.push.handler = async (rows) => {
+    const started = performance.now();
+    const result = await handler(rows);
+    ends.push(performance.now());
+    durations.push(ends[ends.length - 1] - started);
+    return result;
+  };
+  return () => ({
+    batches: ends.length,
+    steadyMsPerBatch: ends.length > 1 ? (ends[ends.length - 1] - ends[0]) / (ends.length - 1) : undefined,
+    // The median time inside the handler (the plugin's own part of a batch), first call excluded.
+    handlerMs: durations.length > 1 ? durations.slice(1).sort((a, b) => a - b)[Math.floor((durations.length - 1) / 2)] : undefined,
+  });
 }
 
 /** Polls until `count()` reaches `target` or the limit passes; returns {ms, reached, complete}. */
@@ -139,10 +174,33 @@ const scenarios = {
     return { ms, reached: N, complete: true };
   },
 
+  // RxDB's replication machinery alone, pulling: a pull handler that hands out prepared batches
+  // from memory, timed like the pull scenario (until the collection holds N documents).
+  async noopPull() {
+    const prepared = docs(N).map((d) => ({ ...d, _deleted: false }));
+    const db = await createDb();
+    const started = performance.now();
+    replicateRxCollection({
+      collection: db.docs,
+      replicationIdentifier: 'noop-pull',
+      pull: {
+        batchSize: BATCH,
+        handler: async (checkpoint, batchSize) => {
+          const from = checkpoint ? checkpoint.at : 0;
+          const documents = prepared.slice(from, from + batchSize);
+          return { documents, checkpoint: { at: from + documents.length } };
+        },
+      },
+      live: false,
+    });
+    return timeUntil(started, () => db.docs.count().exec(), N);
+  },
+
   async push() {
     const db = await createDb();
     await db.docs.bulkInsert(docs(N));
     const r = replicate(db, { pull: false, autoStart: false });
+    const batches = timeBatches(r);
     const started = performance.now();
     r.start();
     const done = Promise.race([
@@ -150,7 +208,7 @@ const scenarios = {
       new Promise((res) => setTimeout(res, LIMIT_MS)),
     ]);
     await done;
-    return timeUntil(started, streamCount, N);
+    return { ...(await timeUntil(started, streamCount, N)), ...batches() };
   },
 
   async pull() {
@@ -196,7 +254,7 @@ const scenarios = {
     const seen = new Map();
     b.docs.insert$.subscribe((ev) => seen.get(ev.documentId)?.());
     const samples = [];
-    const writes = 200;
+    const writes = Number(process.env.BENCH_LATENCY_WRITES || 200);
     for (let i = 0; i < writes; i++) {
       const d = doc(i);
       const visible = new Promise((resolve) => seen.set(d.id, resolve));
@@ -248,6 +306,7 @@ try {
 }
 result.peakRssMb = process.resourceUsage().maxRSS / 1024;
 result.baselineRssMb = baseline / 1024 / 1024;
-console.log(JSON.stringify({ impl, scenario, N, batch: BATCH, ...result }));
+console.log(JSON.stringify({ impl, scenario, N, batch: BATCH, delayMs: DELAY_MS, ...result }));
+proxy?.kill();
 await server.kill();
 process.exit(0);
