@@ -28,6 +28,23 @@ export declare class NativeReplication {
    * {"conflict":{"sequence":N,"document":{..}|null}|null} | {"rejected":{code,message}}]}`.
    */
   publish(ids: Array<string>, bodies: Array<string>, expected: Array<number>): Promise<string>
+  /**
+   * Encodes documents with attachments for the stream: `documentsJson` is
+   * `[{id, body, attachments: [{id, source: {buffer: n} | {base64} | {ref}}]}]`, where
+   * `buffer: n` is `buffers[n]`. Large attachments are uploaded to the Object Store. Resolves
+   * `{"ok":[{"body":"…"} | {"rejected":{code,message,documentId}}]}` or an error.
+   */
+  encodeAttachments(documentsJson: string, buffers: Array<Buffer>): Promise<string>
+  /**
+   * Fetches the objects `wantedJson` (`[{documentId, attachmentId, sequence?, ref}]`) names,
+   * each checked against its reference.
+   */
+  fetchAttachments(wantedJson: string): Promise<FetchedAttachments>
+  /**
+   * Removes the attachment objects no document references any more (see the README);
+   * resolves `{"ok":{objects,referenced,removed,removedBytes,incompleteUploads}}` or an error.
+   */
+  removeUnreferencedAttachments(olderThanMs: number): Promise<string>
   /** Starts the live feed (no-op while it runs). */
   startLive(batchSize: number): void
   /** Stops the live feed; a pending `nextLive()` then resolves `null`. */
@@ -41,6 +58,17 @@ export declare class NativeReplication {
   stats(): Promise<string>
   /** Stops the feed, deletes this replication's consumers and releases the connection. */
   close(): Promise<void>
+}
+
+/** Objects fetched for pulled documents. */
+export interface FetchedAttachments {
+  /**
+   * `{"ok":["data" | "superseded" | {"error":{code,message,documentId,attachmentId}}]}`,
+   * or `{"error":{..}}` when the fetch failed as a whole (retried).
+   */
+  outcomes: string
+  /** The content of each object, where its outcome is `data` (empty elsewhere). */
+  data: Array<Buffer>
 }
 
 /**
