@@ -5,6 +5,7 @@
  * process never loads two copies of RxDB.
  */
 const native = require('./native.cjs');
+const { createAttachmentCodec, attachmentDigests } = require('./attachments.cjs');
 
 /** An error of rxdb-nats-native; `code` is stable (see the README's error table). */
 class RxNatsError extends Error {
@@ -15,6 +16,7 @@ class RxNatsError extends Error {
     if (info.subject !== undefined) this.subject = info.subject;
     if (info.sequence !== undefined) this.sequence = info.sequence;
     if (info.documentId !== undefined) this.documentId = info.documentId;
+    if (info.attachmentId !== undefined) this.attachmentId = info.attachmentId;
   }
 }
 
@@ -45,8 +47,10 @@ const TOP_LEVEL_OPTIONS = {
   toggleOnDocumentVisible: 'boolean',
   streamConfig: 'object',
   maxDocumentBytes: 'number',
+  attachments: 'object',
 };
 const PULL_OPTIONS = { batchSize: 'number', modifier: 'function', initialCheckpoint: 'any' };
+const ATTACHMENT_OPTIONS = { bucket: 'string', inlineMaxBytes: 'number' };
 const PUSH_OPTIONS = {
   batchSize: 'number',
   modifier: 'function',
@@ -94,6 +98,13 @@ function validate(options) {
   if (options.push) checkKeys(options.push, PUSH_OPTIONS, 'push.');
   checkBatchSize(options.pull, 'pull');
   checkBatchSize(options.push, 'push');
+  if (options.attachments) {
+    checkKeys(options.attachments, ATTACHMENT_OPTIONS, 'attachments.');
+    const max = options.attachments.inlineMaxBytes;
+    if (max !== undefined && !(Number.isInteger(max) && max >= 0)) {
+      throw invalidOption(`option attachments.inlineMaxBytes must be an integer >= 0 (bytes), got ${String(max)}`);
+    }
+  }
   for (const [key, value] of Object.entries(options.connection || {})) {
     // JSON would drop these silently; nats.js authenticators have options of their own here.
     if (typeof value === 'function') {
@@ -112,6 +123,7 @@ function validate(options) {
     streamConfig: options.streamConfig || {},
     maxDocumentBytes: options.maxDocumentBytes,
     collectionSchema: options.collection.schema.jsonSchema,
+    attachments: options.attachments || {},
   });
   const problem = native.validateOptions(nativeOptions);
   if (problem) throw new RxNatsError(JSON.parse(problem));
@@ -121,7 +133,8 @@ function validate(options) {
 /**
  * Builds `replicateNats` and `RxNatsReplicationState` on one RxDB build.
  * @param rx RxDB's `RxReplicationState`, `startReplicationOnLeaderShip`, `addRxPlugin`,
- *   `RxDBLeaderElectionPlugin` and rxjs `Subject`, all from the same module system.
+ *   `RxDBLeaderElectionPlugin`, `RXDB_VERSION` (it tells how RxDB holds attachment data) and
+ *   rxjs `Subject`, all from the same module system.
  */
 /** What a replication state keeps of its own, out of RxDB's way. */
 const internals = new WeakMap();
@@ -140,9 +153,14 @@ function jsonEqual(a, b) {
   return keys.every((k) => Object.prototype.hasOwnProperty.call(b, k) && jsonEqual(a[k], b[k]));
 }
 
-/** A document's content, without what RxDB keeps beside it. */
+/**
+ * A document's content, without what RxDB keeps beside it. Attachments count by their digests:
+ * their data is carried in different shapes on each side (Blob, base64, Object Store).
+ */
 function content(doc) {
-  const { _meta, _rev, _attachments, ...rest } = doc;
+  const { _meta, _rev, _attachments, _attachments_data, _attachments_refs, ...rest } = doc;
+  const digests = attachmentDigests(_attachments, rest._deleted);
+  if (digests) rest._attachments = digests;
   return rest;
 }
 
@@ -155,6 +173,17 @@ function createReplicateNats(rx) {
       stats.conflicts = own.conflicts;
       if (!own.pulls) stats.lag = null;
       return stats;
+    }
+
+    /**
+     * Removes the attachment objects that no document's newest revision references (see the
+     * README's Attachments section). Resolves what it did; rejects with an RxNatsError.
+     */
+    async removeUnreferencedAttachments({ olderThanMs = 3600000 } = {}) {
+      if (!(Number.isFinite(olderThanMs) && olderThanMs >= 0)) {
+        throw invalidOption(`option olderThanMs must be a number of milliseconds >= 0, got ${String(olderThanMs)}`);
+      }
+      return unwrap(await internals.get(this).native.removeUnreferencedAttachments(olderThanMs));
     }
   }
 
@@ -176,6 +205,14 @@ function createReplicateNats(rx) {
       if (state && !state.isStopped()) state.subjects.error.next(new RxNatsError(info));
     };
     const reportSkipped = (skipped) => skipped.forEach(emitError);
+    const attachments = createAttachmentCodec({
+      nat,
+      collection,
+      deletedField,
+      rxdbVersion: rx.RXDB_VERSION,
+      unwrap,
+      newError: (info) => new RxNatsError(info),
+    });
 
     // RxDB compares documents in its own format: `_deleted` as a boolean.
     const toRxFormat = (doc) => {
@@ -200,7 +237,7 @@ function createReplicateNats(rx) {
       const before = known.get(id);
       if (before && before.sequence >= sequence) return;
       known.delete(id);
-      known.set(id, { sequence, doc });
+      known.set(id, { sequence, doc: attachments.comparable(doc) });
       if (known.size > KNOWN_STATES) known.delete(known.keys().next().value);
     };
     const rememberBatch = (documents, sequences) =>
@@ -271,8 +308,10 @@ function createReplicateNats(rx) {
         async handler(lastCheckpoint, batchSize) {
           const result = unwrap(await nat.pull(lastCheckpoint ? lastCheckpoint.sequence : 0, batchSize));
           reportSkipped(result.skipped);
-          rememberBatch(result.documents, result.sequences);
-          return { documents: result.documents, checkpoint: { sequence: result.checkpoint } };
+          // Attachments: data in RxDB's form (from the message, the local copy or the Object Store).
+          const pulled = await attachments.decodeIncoming(result.documents, result.sequences, emitError);
+          rememberBatch(pulled.documents, pulled.sequences);
+          return { documents: pulled.documents, checkpoint: { sequence: result.checkpoint } };
         },
         batchSize: options.pull.batchSize,
         modifier: options.pull.modifier,
@@ -314,8 +353,8 @@ function createReplicateNats(rx) {
             }
             if (row.assumedMasterState && server && server.document) {
               const same = collection.conflictHandler.isEqual(
-                toRxFormat(server.document),
-                toRxFormat(row.assumedMasterState),
+                toRxFormat(attachments.comparable(server.document)),
+                toRxFormat(attachments.comparable(row.assumedMasterState)),
                 'replication-nats-push'
               );
               if (!same) {
@@ -330,6 +369,8 @@ function createReplicateNats(rx) {
             write.docs.push(row.newDocumentState);
             write.expected.push(server ? server.sequence : 0);
           });
+          // Attachments: data into the message or the Object Store (unchanged ones from the server state).
+          await attachments.encodeWrites(write, current.map((s) => s && s.document), emitError);
           // A create can meet a message that is not a valid document (another writer's garbage):
           // it conflicts, and the write is retried once expecting that message's sequence.
           for (let round = 0; round < 2 && write.ids.length > 0; round++) {
@@ -362,7 +403,8 @@ function createReplicateNats(rx) {
             Object.assign(write, again);
           }
           internals.get(state).conflicts += conflicts.length - superseded;
-          return conflicts;
+          // Attachments: RxDB writes the resolution to the local document, so it needs the data.
+          return attachments.decodeConflicts(conflicts);
         },
         batchSize: options.push.batchSize,
         modifier: options.push.modifier,
@@ -395,15 +437,31 @@ function createReplicateNats(rx) {
         const event = JSON.parse(json);
         if (event.batch) {
           reportSkipped(event.batch.skipped);
-          rememberBatch(event.batch.documents, event.batch.sequences);
-          if (event.batch.documents.length > 0) {
+          // Attachments: data in RxDB's form; an outage of the Object Store is waited out here.
+          const batch = await decodeLive(event.batch, generation);
+          if (!batch) return;
+          rememberBatch(batch.documents, batch.sequences);
+          if (batch.documents.length > 0) {
             pullStream$.next({
-              documents: event.batch.documents,
+              documents: batch.documents,
               checkpoint: { sequence: event.batch.checkpoint },
             });
           }
         } else if (event.error) {
           emitError(event.error);
+        }
+      }
+    };
+    // A live batch's documents for RxDB, retried every retryTime while the Object Store is
+    // unreachable (the feed waits meanwhile); null once this feed generation is over.
+    const decodeLive = async (batch, generation) => {
+      for (;;) {
+        try {
+          return await attachments.decodeIncoming(batch.documents, batch.sequences, emitError);
+        } catch (err) {
+          emitError(err);
+          await new Promise((resolve) => setTimeout(resolve, retryTime));
+          if (generation !== feedGeneration || state.isStopped()) return null;
         }
       }
     };
