@@ -17,6 +17,18 @@ function hasEntries(object) {
   return false;
 }
 
+/**
+ * The base64 data a message carries for an attachment: in `_attachments_data` (our shape, RxDB
+ * 17's transports), or in the stub's `data` (rxdb/plugins/replication-nats on RxDB 16, whose
+ * storage holds attachment data as base64). Undefined when there is none.
+ */
+function inlineData(doc, id) {
+  const data = doc[DATA] && doc[DATA][id];
+  if (typeof data === 'string') return data;
+  const stub = doc._attachments && doc._attachments[id];
+  return stub && typeof stub.data === 'string' ? stub.data : undefined;
+}
+
 /** A stub as RxDB keeps it: digest, length and type, no data. */
 function stubOf(attachment) {
   return { digest: attachment.digest, length: attachment.length, type: attachment.type };
@@ -119,7 +131,8 @@ function createAttachmentCodec({ nat, collection, deletedField, rxdbVersion, unw
       if (!server || !hasEntries(server._attachments)) continue;
       for (const [id, stub] of Object.entries(server._attachments)) {
         const key = `${stub.digest}/${stub.length}`;
-        if (server[DATA] && typeof server[DATA][id] === 'string') onServer.set(key, { base64: server[DATA][id] });
+        const base64 = inlineData(server, id);
+        if (base64 !== undefined) onServer.set(key, { base64 });
         else if (server[REFS] && server[REFS][id]) onServer.set(key, { ref: server[REFS][id] });
       }
     }
@@ -190,7 +203,7 @@ function createAttachmentCodec({ nat, collection, deletedField, rxdbVersion, unw
       if (!doc || typeof doc !== 'object') return;
       const carries = DATA in doc || REFS in doc;
       if (!carries && !hasEntries(doc._attachments)) return;
-      const { [DATA]: data, [REFS]: refs, ...rest } = doc;
+      const { [DATA]: _data, [REFS]: refs, ...rest } = doc;
       out[i] = rest;
       if (!stored || deleted(doc) || !hasEntries(doc._attachments)) {
         if (doc._attachments !== undefined) rest._attachments = {};
@@ -200,8 +213,8 @@ function createAttachmentCodec({ nat, collection, deletedField, rxdbVersion, unw
       for (const [attachmentId, attachment] of Object.entries(doc._attachments)) {
         const stub = stubOf(attachment || {});
         rest._attachments[attachmentId] = stub;
-        const inline = data && data[attachmentId];
-        if (typeof inline === 'string') {
+        const inline = inlineData(doc, attachmentId);
+        if (inline !== undefined) {
           const buffer = Buffer.from(inline, 'base64');
           if (buffer.length !== stub.length) {
             drop.add(i);

@@ -306,12 +306,22 @@ function createReplicateNats(rx) {
     if (options.pull) {
       pull = {
         async handler(lastCheckpoint, batchSize) {
-          const result = unwrap(await nat.pull(lastCheckpoint ? lastCheckpoint.sequence : 0, batchSize));
-          reportSkipped(result.skipped);
-          // Attachments: data in RxDB's form (from the message, the local copy or the Object Store).
-          const pulled = await attachments.decodeIncoming(result.documents, result.sequences, emitError);
-          rememberBatch(pulled.documents, pulled.sequences);
-          return { documents: pulled.documents, checkpoint: { sequence: result.checkpoint } };
+          let checkpoint = lastCheckpoint ? lastCheckpoint.sequence : 0;
+          const documents = [];
+          for (;;) {
+            const want = batchSize - documents.length;
+            const result = unwrap(await nat.pull(checkpoint, want));
+            reportSkipped(result.skipped);
+            // Attachments: data in RxDB's form (from the message, the local copy or the Object
+            // Store). A document whose attachment cannot be read is reported and left out; then
+            // pull on, as a short batch tells RxDB the stream is exhausted.
+            const pulled = await attachments.decodeIncoming(result.documents, result.sequences, emitError);
+            rememberBatch(pulled.documents, pulled.sequences);
+            documents.push(...pulled.documents);
+            checkpoint = result.checkpoint;
+            if (pulled.documents.length === result.documents.length || result.documents.length < want) break;
+          }
+          return { documents, checkpoint: { sequence: checkpoint } };
         },
         batchSize: options.pull.batchSize,
         modifier: options.pull.modifier,
