@@ -31,10 +31,9 @@ export declare class NativeReplication {
   /**
    * Encodes documents with attachments for the stream: `documentsJson` is
    * `[{id, body, attachments: [{id, source: {buffer: n} | {base64} | {ref}}]}]`, where
-   * `buffer: n` is `buffers[n]`. Large attachments are uploaded to the Object Store. Resolves
-   * `{"ok":[{"body":"…"} | {"rejected":{code,message,documentId}}]}` or an error.
+   * `buffer: n` is `buffers[n]`. Large attachments are uploaded to the Object Store.
    */
-  encodeAttachments(documentsJson: string, buffers: Array<Buffer>): Promise<string>
+  encodeAttachments(documentsJson: string, buffers: Array<Buffer>): Promise<EncodedAttachments>
   /**
    * Fetches the objects `wantedJson` (`[{documentId, attachmentId, sequence?, ref}]`) names,
    * each checked against its reference.
@@ -58,6 +57,20 @@ export declare class NativeReplication {
   stats(): Promise<string>
   /** Stops the feed, deletes this replication's consumers and releases the connection. */
   close(): Promise<void>
+}
+
+/** Documents encoded for the stream. */
+export interface EncodedAttachments {
+  /**
+   * `{"ok":["body" | {"rejected":{code,message,documentId,attachmentId}}]}`, or
+   * `{"error":{..}}` when the call failed as a whole (the push is retried).
+   */
+  outcomes: string
+  /**
+   * The body of each document, where its outcome is `body` (empty elsewhere). Plain strings,
+   * not JSON: a body can be most of a megabyte of base64.
+   */
+  bodies: Array<string>
 }
 
 /** Objects fetched for pulled documents. */

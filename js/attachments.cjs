@@ -170,14 +170,14 @@ function createAttachmentCodec({ nat, collection, deletedField, rxdbVersion, unw
       native.push(j);
     }
     if (documents.length === 0) return;
-    const encoded = unwrap(await nat.encodeAttachments(JSON.stringify(documents), buffers));
+    const encoded = await nat.encodeAttachments(JSON.stringify(documents), buffers);
     const refused = new Set();
-    encoded.forEach((outcome, k) => {
+    unwrap(encoded.outcomes).forEach((outcome, k) => {
       if (outcome.rejected) {
         refused.add(native[k]);
         report(newError(outcome.rejected));
       } else {
-        write.bodies[native[k]] = outcome.body;
+        write.bodies[native[k]] = encoded.bodies[k];
       }
     });
     if (refused.size > 0) {

@@ -81,8 +81,20 @@ enum WriteJson {
 #[derive(serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 enum EncodedJson {
-    Body(String),
+    /// The body is the string at the same index.
+    Body,
     Rejected(ReplicationError),
+}
+
+/// Documents encoded for the stream.
+#[napi(object, object_from_js = false)]
+pub struct EncodedAttachments {
+    /// `{"ok":["body" | {"rejected":{code,message,documentId,attachmentId}}]}`, or
+    /// `{"error":{..}}` when the call failed as a whole (the push is retried).
+    pub outcomes: String,
+    /// The body of each document, where its outcome is `body` (empty elsewhere). Plain strings,
+    /// not JSON: a body can be most of a megabyte of base64.
+    pub bodies: Vec<String>,
 }
 
 #[derive(serde::Serialize)]
@@ -234,26 +246,44 @@ impl NativeReplication {
 
     /// Encodes documents with attachments for the stream: `documentsJson` is
     /// `[{id, body, attachments: [{id, source: {buffer: n} | {base64} | {ref}}]}]`, where
-    /// `buffer: n` is `buffers[n]`. Large attachments are uploaded to the Object Store. Resolves
-    /// `{"ok":[{"body":"…"} | {"rejected":{code,message,documentId}}]}` or an error.
+    /// `buffer: n` is `buffers[n]`. Large attachments are uploaded to the Object Store.
     #[napi]
-    pub async fn encode_attachments(&self, documents_json: String, buffers: Vec<Buffer>) -> String {
+    pub async fn encode_attachments(
+        &self,
+        documents_json: String,
+        buffers: Vec<Buffer>,
+    ) -> EncodedAttachments {
+        let failed = |outcomes| EncodedAttachments {
+            outcomes,
+            bodies: Vec::new(),
+        };
         let documents = match serde_json::from_str(&documents_json) {
             Ok(documents) => documents,
-            Err(e) => return internal(format!("encodeAttachments(): {e}")),
+            Err(e) => return failed(internal(format!("encodeAttachments(): {e}"))),
         };
         let slices: Vec<&[u8]> = buffers.iter().map(|b| b.as_ref()).collect();
         match self.core.encode_attachments(documents, &slices).await {
-            Ok(encoded) => ok_json(
-                encoded
+            Ok(encoded) => {
+                let mut bodies = Vec::with_capacity(encoded.len());
+                let outcomes: Vec<EncodedJson> = encoded
                     .into_iter()
                     .map(|e| match e {
-                        Encoded::Body(body) => EncodedJson::Body(body),
-                        Encoded::Rejected(err) => EncodedJson::Rejected(err),
+                        Encoded::Body(body) => {
+                            bodies.push(body);
+                            EncodedJson::Body
+                        }
+                        Encoded::Rejected(err) => {
+                            bodies.push(String::new());
+                            EncodedJson::Rejected(err)
+                        }
                     })
-                    .collect::<Vec<_>>(),
-            ),
-            Err(e) => error_json(&e),
+                    .collect();
+                EncodedAttachments {
+                    outcomes: ok_json(outcomes),
+                    bodies,
+                }
+            }
+            Err(e) => failed(error_json(&e)),
         }
     }
 
