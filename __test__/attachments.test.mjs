@@ -667,6 +667,16 @@ test('a reader that may not read the bucket reports the document and keeps repli
     // Live changes keep coming.
     await w.people.insert(person('later'));
     await waitFor(() => rd.people.findOne('later').exec(), 'a later document on the reader');
+    // The reader's own large attachment cannot go to the bucket: that document is refused and
+    // reported, its small one is written.
+    await putAttachment(rd, 'from-reader', 'large.bin', bytesOf(2 * MB, 72));
+    await putAttachment(rd, 'small-from-reader', 'note.txt', 'fits in the message', 'text/plain');
+    const refused = await firstMatching(rr.error$, (e) => e.documentId === 'from-reader', 'the refused push', 10000);
+    assert.equal(refused.code, 'NATS_PERMISSION_DENIED');
+    assert.equal(refused.attachmentId, 'large.bin');
+    assert.match(refused.message, /document "from-reader" was not pushed: its attachment "large\.bin" needs the Object Store/);
+    assert.equal(await (await attachmentOn(w, 'small-from-reader', 'note.txt')).getStringData(), 'fits in the message');
+    assert.ok((await rr.stats()).documentsRejected >= 1);
     assert.deepEqual([...new Set(errors.map(codeOf))], ['NATS_PERMISSION_DENIED']);
   } finally {
     await w.close();
