@@ -72,8 +72,8 @@ async function newestBody(streamName, id) {
 }
 
 /** The objects of a bucket, as nats.js sees them. */
-async function bucketObjects(url, bucket) {
-  const nc = await connect({ servers: url });
+async function bucketObjects(url, bucket, auth = {}) {
+  const nc = await connect({ servers: url, ...auth });
   try {
     const os = await nc.jetstream().views.os(bucket);
     return await os.list();
@@ -624,36 +624,56 @@ test('the cleanup removes only objects no document references; an old revision w
   }
 });
 
-test('a reader that may not read the bucket reports the document and keeps replicating everything else', async () => {
+test('the README\'s bucket permissions suffice; a reader without them reports the document and keeps replicating everything else', async () => {
   const S = uniqueName('attperm');
   const P = `${S}.people`;
   const bucket = `${S}_attachments`;
-  const readerPermissions = `{
-      publish: { allow: [
-        "$JS.API.STREAM.INFO.${S}",
-        "$JS.API.CONSUMER.CREATE.${S}", "$JS.API.CONSUMER.CREATE.${S}.>",
-        "$JS.API.CONSUMER.MSG.NEXT.${S}.>", "$JS.API.CONSUMER.DELETE.${S}.>",
-        "$JS.API.STREAM.MSG.GET.${S}", "$JS.API.DIRECT.GET.${S}", "$JS.API.DIRECT.GET.${S}.>",
-        "${P}.>"
-      ] }
-      subscribe: { allow: ["_INBOX.>"] }
-    }`;
+  // The README's permission lists: the stream's (Security model), the bucket's (Attachments).
+  const streamSubjects = [
+    `$JS.API.STREAM.INFO.${S}`,
+    `$JS.API.CONSUMER.CREATE.${S}`, `$JS.API.CONSUMER.CREATE.${S}.>`,
+    `$JS.API.CONSUMER.MSG.NEXT.${S}.>`, `$JS.API.CONSUMER.DELETE.${S}.>`,
+    `$JS.API.STREAM.MSG.GET.${S}`, `$JS.API.DIRECT.GET.${S}`, `$JS.API.DIRECT.GET.${S}.>`,
+    `${P}.>`,
+  ];
+  const bucketReading = [
+    `$JS.API.STREAM.INFO.OBJ_${bucket}`, `$JS.API.DIRECT.GET.OBJ_${bucket}.>`,
+    `$JS.API.CONSUMER.CREATE.OBJ_${bucket}`, `$JS.API.CONSUMER.CREATE.OBJ_${bucket}.>`,
+    `$JS.API.CONSUMER.MSG.NEXT.OBJ_${bucket}.>`, `$JS.API.CONSUMER.DELETE.OBJ_${bucket}.>`,
+  ];
+  const bucketWriting = [`$JS.API.STREAM.CREATE.OBJ_${bucket}`, `$JS.API.STREAM.PURGE.OBJ_${bucket}`, `$O.${bucket}.>`];
+  const permissions = (subjects) => `{ publish: { allow: ${JSON.stringify(subjects)} }, subscribe: { allow: ["_INBOX.>"] } }`;
   const own = await new NatsServer({
     config: `authorization { users: [
-      { user: writer, password: writer-pass }
-      { user: reader, password: reader-pass, permissions: ${readerPermissions} }
+      { user: admin, password: admin-pass }
+      { user: writer, password: writer-pass, permissions: ${permissions([...streamSubjects, ...bucketReading, ...bucketWriting])} }
+      { user: fullreader, password: fullreader-pass, permissions: ${permissions([...streamSubjects, ...bucketReading])} }
+      { user: reader, password: reader-pass, permissions: ${permissions(streamSubjects)} }
     ] }`,
   }).start();
-  const [w, rd] = [await createAttDb(), await createAttDb()];
+  const as = (user) => ({ connection: { servers: own.url, user, pass: `${user}-pass` } });
+  const [w, rd, full] = [await createAttDb(), await createAttDb(), await createAttDb()];
   try {
-    const rw = replicatePeople(own.url, w, S, { connection: { servers: own.url, user: 'writer', pass: 'writer-pass' } });
+    // An administrator creates the stream, as the README says; the writer creates the bucket.
+    const nc = await connect({ servers: own.url, user: 'admin', pass: 'admin-pass' });
+    await (await nc.jetstreamManager()).streams.add({ name: S, subjects: [`${P}.*`] });
+    await nc.close();
+    const rw = replicatePeople(own.url, w, S, as('writer'));
+    const writerErrors = collectErrors(rw);
     await rw.awaitInitialReplication();
     await putAttachment(w, 'big', 'big.bin', bytesOf(2 * MB, 71));
     await putAttachment(w, 'small', 'small.txt', 'inline is fine', 'text/plain');
     await w.people.insert(person('plain'));
     await rw.awaitInSync();
+    assert.deepEqual(natsErrors(writerErrors), []);
+    assert.equal((await bucketObjects(own.url, bucket, { user: 'admin', pass: 'admin-pass' })).length, 1);
+    const rf = replicatePeople(own.url, full, S, as('fullreader'));
+    const fullErrors = collectErrors(rf);
+    await rf.awaitInitialReplication();
+    assert.equal(sha256(await bytesOfAttachment(await attachmentOn(full, 'big', 'big.bin'))), sha256(bytesOf(2 * MB, 71)));
+    assert.deepEqual(natsErrors(fullErrors), []);
 
-    const rr = replicatePeople(own.url, rd, S, { connection: { servers: own.url, user: 'reader', pass: 'reader-pass' } });
+    const rr = replicatePeople(own.url, rd, S, as('reader'));
     const errors = collectErrors(rr);
     const denied = await firstMatching(rr.error$, (e) => codeOf(e) === 'NATS_PERMISSION_DENIED', 'a permission error', 10000);
     assert.equal(denied.documentId, 'big');
@@ -681,6 +701,7 @@ test('a reader that may not read the bucket reports the document and keeps repli
   } finally {
     await w.close();
     await rd.close();
+    await full.close();
     await own.destroy();
   }
 });
