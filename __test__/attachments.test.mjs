@@ -549,6 +549,12 @@ test('a missing or corrupt object is a typed error naming the document and attac
       ...person('official'), _deleted: false,
       _attachments: { 'f.txt': { digest: 'abc', length: 3, type: 'text/plain', data: {} } },
     }));
+    // A reference that is not one (another writer's bug): reported, it does not stall the pull.
+    await publishRaw(server.url, `${streamName}.people.badref`, JSON.stringify({
+      ...person('badref'), _deleted: false,
+      _attachments: { 'r.bin': { digest: 'abc', length: 3, type: 'x' } },
+      _attachments_refs: { 'r.bin': { bucket: 7 } },
+    }));
 
     const reader = await createAttDb();
     try {
@@ -556,7 +562,7 @@ test('a missing or corrupt object is a typed error naming the document and attac
       const errors = collectErrors(r);
       await r.awaitInitialReplication();
       assert.equal(await (await attachmentOn(reader, 'fine', 'fine.txt')).getStringData(), 'fine');
-      await waitFor(() => errors.length >= 3, 'three errors');
+      await waitFor(() => errors.length >= 4, 'four errors');
       const byDoc = Object.fromEntries(errors.map((e) => [e.documentId, e]));
       assert.equal(byDoc.gone.code, 'NATS_ATTACHMENT_MISSING');
       assert.equal(byDoc.gone.attachmentId, 'gone.bin');
@@ -566,8 +572,10 @@ test('a missing or corrupt object is a typed error naming the document and attac
       assert.match(byDoc.changed.message, /SHA-256/);
       assert.equal(byDoc.official.code, 'NATS_ATTACHMENT_MISSING');
       assert.equal(byDoc.official.attachmentId, 'f.txt');
+      assert.equal(byDoc.badref.code, 'NATS_ATTACHMENT_CORRUPT');
+      assert.match(byDoc.badref.message, /reference in the message is not/);
       // Never an empty attachment: those documents are left out until a readable revision comes.
-      for (const id of ['gone', 'changed', 'official']) assert.equal(await reader.people.findOne(id).exec(), null, id);
+      for (const id of ['gone', 'changed', 'official', 'badref']) assert.equal(await reader.people.findOne(id).exec(), null, id);
       // The rest keeps replicating, and a new revision repairs a document.
       await putAttachment(writer, 'gone', 'gone.bin', 'back again', 'text/plain');
       assert.equal(await (await attachmentOn(reader, 'gone', 'gone.bin')).getStringData(), 'back again');

@@ -29,6 +29,19 @@ function inlineData(doc, id) {
   return stub && typeof stub.data === 'string' ? stub.data : undefined;
 }
 
+/** Whether a value from a message is a reference to an object (see src/attachments.rs). */
+function isRef(ref) {
+  return (
+    !!ref &&
+    typeof ref === 'object' &&
+    typeof ref.bucket === 'string' &&
+    typeof ref.object === 'string' &&
+    typeof ref.sha256 === 'string' &&
+    Number.isSafeInteger(ref.size) &&
+    ref.size >= 0
+  );
+}
+
 /** A stub as RxDB keeps it: digest, length and type, no data. */
 function stubOf(attachment) {
   return { digest: attachment.digest, length: attachment.length, type: attachment.type };
@@ -133,7 +146,7 @@ function createAttachmentCodec({ nat, collection, deletedField, rxdbVersion, unw
         const key = `${stub.digest}/${stub.length}`;
         const base64 = inlineData(server, id);
         if (base64 !== undefined) onServer.set(key, { base64 });
-        else if (server[REFS] && server[REFS][id]) onServer.set(key, { ref: server[REFS][id] });
+        else if (server[REFS] && isRef(server[REFS][id])) onServer.set(key, { ref: server[REFS][id] });
       }
     }
     const buffers = [];
@@ -246,8 +259,21 @@ function createAttachmentCodec({ nat, collection, deletedField, rxdbVersion, unw
         const data = await localData(local.get(id), id, n.attachmentId, n.stub.digest);
         if (data !== undefined) {
           n.stub.data = data;
-        } else if (n.ref && typeof n.ref === 'object') {
+        } else if (isRef(n.ref)) {
           remote.push(n);
+        } else if (n.ref !== undefined) {
+          drop.add(n.i);
+          unreadable.push(
+            newError({
+              code: 'NATS_ATTACHMENT_CORRUPT',
+              message:
+                `attachment ${JSON.stringify(n.attachmentId)} of document ${JSON.stringify(id)} was not replicated: ` +
+                `its reference in the message is not {bucket, object, sha256, size} (${JSON.stringify(n.ref).slice(0, 200)}). ` +
+                'The document is skipped here until a newer revision of it arrives; put the attachment again',
+              documentId: id,
+              attachmentId: n.attachmentId,
+            })
+          );
         } else {
           drop.add(n.i);
           unreadable.push(

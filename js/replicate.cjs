@@ -463,14 +463,26 @@ function createReplicateNats(rx) {
       }
     };
     // A live batch's documents for RxDB, retried every retryTime while the Object Store is
-    // unreachable (the feed waits meanwhile); null once this feed generation is over.
+    // unreachable (the feed waits meanwhile); null once this feed generation is over. cancel()
+    // ends a wait at once, so no timer outlives the replication.
+    const waits = new Set();
+    const wait = (ms) =>
+      new Promise((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          waits.delete(done);
+          resolve();
+        };
+        const timer = setTimeout(done, ms);
+        waits.add(done);
+      });
     const decodeLive = async (batch, generation) => {
       for (;;) {
         try {
           return await attachments.decodeIncoming(batch.documents, batch.sequences, emitError);
         } catch (err) {
           emitError(err);
-          await new Promise((resolve) => setTimeout(resolve, retryTime));
+          await wait(retryTime);
           if (generation !== feedGeneration || state.isStopped()) return null;
         }
       }
@@ -506,6 +518,7 @@ function createReplicateNats(rx) {
     }
     internals.set(state, { native: nat, conflicts: 0, pulls: !!pull });
     state.onCancel.push(() => nat.close());
+    state.onCancel.push(() => [...waits].forEach((done) => done()));
 
     rx.startReplicationOnLeaderShip(waitForLeadership, state);
     return state;
