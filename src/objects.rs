@@ -272,8 +272,17 @@ impl Objects {
                 read.insert(reference, result);
             }
         }
+        // An object wanted by several documents is copied for all but the last of them.
+        let mut uses: HashMap<&ObjectRef, usize> = HashMap::new();
+        for w in wanted {
+            *uses.entry(&w.reference).or_default() += 1;
+        }
         let mut out = Vec::with_capacity(wanted.len());
         for w in wanted {
+            let last_use = uses.get_mut(&w.reference).is_some_and(|n| {
+                *n -= 1;
+                *n == 0
+            });
             let missing = |why: String| {
                 ReplicationError::new(
                     ErrorCode::AttachmentMissing,
@@ -295,10 +304,18 @@ impl Objects {
                     w,
                 ))
             } else {
-                match read.get(&w.reference) {
+                let taken = if last_use && matches!(read.get(&w.reference), Some(Ok(_))) {
+                    read.remove(&w.reference)
+                } else {
+                    None
+                };
+                match taken.as_ref().or_else(|| read.get(&w.reference)) {
                     Some(Ok(data)) => {
                         counters.attachment_pulled(data.len() as u64);
-                        Fetched::Data(data.clone())
+                        Fetched::Data(match taken {
+                            Some(Ok(data)) => data,
+                            _ => data.clone(),
+                        })
                     }
                     Some(Err(ReadFailure::Corrupt(why))) => Fetched::Failed(about(
                         ReplicationError::new(
