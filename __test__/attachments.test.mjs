@@ -683,7 +683,7 @@ test('the README\'s bucket permissions suffice; a reader without them reports th
 
     const rr = replicatePeople(own.url, rd, S, as('reader'));
     const errors = collectErrors(rr);
-    const denied = await firstMatching(rr.error$, (e) => codeOf(e) === 'NATS_PERMISSION_DENIED', 'a permission error', 10000);
+    const denied = await firstMatching(rr.error$, (e) => codeOf(e) === 'NATS_PERMISSION_DENIED', 'a permission error', 30000);
     assert.equal(denied.documentId, 'big');
     assert.equal(denied.attachmentId, 'big.bin');
     assert.match(denied.message, new RegExp(`attachments bucket "${bucket}"`));
@@ -699,7 +699,7 @@ test('the README\'s bucket permissions suffice; a reader without them reports th
     // reported, its small one is written.
     await putAttachment(rd, 'from-reader', 'large.bin', bytesOf(2 * MB, 72));
     await putAttachment(rd, 'small-from-reader', 'note.txt', 'fits in the message', 'text/plain');
-    const refused = await firstMatching(rr.error$, (e) => e.documentId === 'from-reader', 'the refused push', 10000);
+    const refused = await firstMatching(rr.error$, (e) => e.documentId === 'from-reader', 'the refused push', 30000);
     assert.equal(refused.code, 'NATS_PERMISSION_DENIED');
     assert.equal(refused.attachmentId, 'large.bin');
     assert.match(refused.message, /document "from-reader" was not pushed: its attachment "large\.bin" needs the Object Store/);
