@@ -73,6 +73,17 @@ function createAttachmentCodec({ nat, collection, deletedField, rxdbVersion, unw
   const stored = !!collection.schema.jsonSchema.attachments;
   const deleted = (doc) => doc[deletedField] === true;
 
+  /** The error for an attachment of a pulled document that cannot be read. */
+  const unreadableAttachment = (code, documentId, attachmentId, why) =>
+    newError({
+      code,
+      message:
+        `attachment ${JSON.stringify(attachmentId)} of document ${JSON.stringify(documentId)} was not replicated: ` +
+        `${why}. The document is skipped here until a newer revision of it arrives; put the attachment again`,
+      documentId,
+      attachmentId,
+    });
+
   /** Attachment data as RxDB holds it (Blob, base64 string, typed array) -> Buffer. */
   async function toBuffer(data) {
     if (typeof data === 'string') return Buffer.from(data, 'base64');
@@ -232,15 +243,12 @@ function createAttachmentCodec({ nat, collection, deletedField, rxdbVersion, unw
           if (buffer.length !== stub.length) {
             drop.add(i);
             unreadable.push(
-              newError({
-                code: 'NATS_ATTACHMENT_CORRUPT',
-                message:
-                  `attachment ${JSON.stringify(attachmentId)} of document ${JSON.stringify(doc[primaryPath])} was not ` +
-                  `replicated: its data in the message decodes to ${buffer.length} bytes, its stub says ${stub.length}. ` +
-                  'The document is skipped here until a newer revision of it arrives; put the attachment again',
-                documentId: doc[primaryPath],
+              unreadableAttachment(
+                'NATS_ATTACHMENT_CORRUPT',
+                doc[primaryPath],
                 attachmentId,
-              })
+                `its data in the message decodes to ${buffer.length} bytes, its stub says ${stub.length}`
+              )
             );
             continue;
           }
@@ -264,29 +272,23 @@ function createAttachmentCodec({ nat, collection, deletedField, rxdbVersion, unw
         } else if (n.ref !== undefined) {
           drop.add(n.i);
           unreadable.push(
-            newError({
-              code: 'NATS_ATTACHMENT_CORRUPT',
-              message:
-                `attachment ${JSON.stringify(n.attachmentId)} of document ${JSON.stringify(id)} was not replicated: ` +
-                `its reference in the message is not {bucket, object, sha256, size} (${JSON.stringify(n.ref).slice(0, 200)}). ` +
-                'The document is skipped here until a newer revision of it arrives; put the attachment again',
-              documentId: id,
-              attachmentId: n.attachmentId,
-            })
+            unreadableAttachment(
+              'NATS_ATTACHMENT_CORRUPT',
+              id,
+              n.attachmentId,
+              `its reference in the message is not {bucket, object, sha256, size} (${JSON.stringify(n.ref).slice(0, 200)})`
+            )
           );
         } else {
           drop.add(n.i);
           unreadable.push(
-            newError({
-              code: 'NATS_ATTACHMENT_MISSING',
-              message:
-                `attachment ${JSON.stringify(n.attachmentId)} of document ${JSON.stringify(id)} was not replicated: ` +
-                'the message carries neither its data nor a reference to it (written by a client that does not ' +
-                'replicate attachment data, such as rxdb/plugins/replication-nats). The document is skipped here ' +
-                'until a newer revision of it arrives; put the attachment again with rxdb-nats-native',
-              documentId: id,
-              attachmentId: n.attachmentId,
-            })
+            unreadableAttachment(
+              'NATS_ATTACHMENT_MISSING',
+              id,
+              n.attachmentId,
+              'the message carries neither its data nor a reference to it (written by a client that does not ' +
+                'replicate attachment data, such as rxdb/plugins/replication-nats on RxDB 17)'
+            )
           );
         }
       }

@@ -575,47 +575,40 @@ async fn open(
     create: bool,
 ) -> Result<Option<Bucket>> {
     let name = options.attachment_bucket();
-    let stream_name = format!("OBJ_{name}");
-    let looked_up = in_bucket(conn, &name, conn.jetstream.get_stream(&stream_name)).await?;
+    match look_up(conn, &name).await? {
+        None if create => {
+            create_bucket(conn, options, &name).await?;
+            look_up(conn, &name).await
+        }
+        found => Ok(found),
+    }
+}
+
+/// The bucket and the stream under it; `None` if it does not exist.
+async fn look_up(conn: &Connection, name: &str) -> Result<Option<Bucket>> {
+    let opening = |e: &(dyn std::error::Error + 'static)| {
+        jetstream_error(conn, &format!("opening the attachments bucket {name:?}"), e)
+    };
+    let looked_up = in_bucket(conn, name, conn.jetstream.get_stream(format!("OBJ_{name}"))).await?;
     let stream = match looked_up {
         Ok(stream) => stream,
         Err(e) => {
             let missing = matches!(e.kind(), GetStreamErrorKind::JetStream(js) if js.error_code() == JsCode::STREAM_NOT_FOUND);
-            if !missing {
-                return Err(jetstream_error(
-                    conn,
-                    &format!("looking up the attachments bucket {name:?}"),
-                    &e,
-                ));
-            }
-            if !create {
-                return Ok(None);
-            }
-            return create_bucket(conn, options, &name).await.map(Some);
+            return if missing { Ok(None) } else { Err(opening(&e)) };
         }
     };
-    let store = in_bucket(conn, &name, conn.jetstream.get_object_store(&name))
+    let store = in_bucket(conn, name, conn.jetstream.get_object_store(name))
         .await?
-        .map_err(|e| {
-            jetstream_error(
-                conn,
-                &format!("opening the attachments bucket {name:?}"),
-                &e,
-            )
-        })?;
+        .map_err(|e| opening(&e))?;
     Ok(Some(Bucket {
-        name,
+        name: name.to_string(),
         store,
         stream,
     }))
 }
 
 /// Creates the bucket with the stream's `streamConfig` (replicas, storage).
-async fn create_bucket(
-    conn: &Connection,
-    options: &ReplicationOptions,
-    name: &str,
-) -> Result<Bucket> {
+async fn create_bucket(conn: &Connection, options: &ReplicationOptions, name: &str) -> Result<()> {
     let settings = &options.stream_config;
     let replicas = settings.replicas.unwrap_or(1);
     let config = object_store::Config {
@@ -631,49 +624,29 @@ async fn create_bucket(
         },
         ..Default::default()
     };
-    let created = in_bucket(conn, name, conn.jetstream.create_object_store(config)).await?;
-    let store = match created {
-        Ok(store) => store,
-        Err(e) => {
-            // Another client may have created it meanwhile.
-            if let Ok(store) = conn.jetstream.get_object_store(name).await {
-                store
-            } else {
-                let code = std::error::Error::source(&e)
-                    .and_then(|s| s.downcast_ref::<CreateStreamError>())
-                    .and_then(|c| match c.kind() {
-                        CreateStreamErrorKind::JetStream(js) => Some(js.error_code()),
-                        _ => None,
-                    });
-                if let Some(err) = code.and_then(|code| {
-                    replicas_error(code, replicas, &format!("OBJ_{name}"), &conn.servers)
-                }) {
-                    return Err(err);
-                }
-                return Err(jetstream_error(
-                    conn,
-                    &format!("creating the attachments bucket {name:?}"),
-                    &e,
-                ));
-            }
-        }
+    let Err(e) = in_bucket(conn, name, conn.jetstream.create_object_store(config)).await? else {
+        return Ok(());
     };
-    let stream = conn
-        .jetstream
-        .get_stream(format!("OBJ_{name}"))
-        .await
-        .map_err(|e| {
-            jetstream_error(
-                conn,
-                &format!("opening the attachments bucket {name:?}"),
-                &e,
-            )
-        })?;
-    Ok(Bucket {
-        name: name.to_string(),
-        store,
-        stream,
-    })
+    // Another client may have created it meanwhile.
+    if conn.jetstream.get_object_store(name).await.is_ok() {
+        return Ok(());
+    }
+    let code = std::error::Error::source(&e)
+        .and_then(|s| s.downcast_ref::<CreateStreamError>())
+        .and_then(|c| match c.kind() {
+            CreateStreamErrorKind::JetStream(js) => Some(js.error_code()),
+            _ => None,
+        });
+    if let Some(err) =
+        code.and_then(|code| replicas_error(code, replicas, &format!("OBJ_{name}"), &conn.servers))
+    {
+        return Err(err);
+    }
+    Err(jetstream_error(
+        conn,
+        &format!("creating the attachments bucket {name:?}"),
+        &e,
+    ))
 }
 
 /// Stores `data` as its content-addressed object; returns its reference and whether it was
@@ -811,15 +784,9 @@ async fn read(
     let consumer = in_bucket(
         conn,
         &bucket.name,
-        bucket.stream.create_consumer(pull::Config {
-            filter_subject: filter.clone(),
-            deliver_policy: DeliverPolicy::All,
-            ack_policy: AckPolicy::None,
-            inactive_threshold: Duration::from_secs(30),
-            memory_storage: true,
-            num_replicas: 1,
-            ..Default::default()
-        }),
+        bucket
+            .stream
+            .create_consumer(scratch_consumer(filter, DeliverPolicy::All)),
     )
     .await
     .map_err(ReadFailure::Failed)?
@@ -885,6 +852,20 @@ async fn read(
     let _ =
         tokio::time::timeout(Duration::from_secs(2), bucket.stream.delete_consumer(&name)).await;
     result
+}
+
+/// A consumer for one read (deleted after it, and by the server when forgotten): no acks, in
+/// memory, one replica.
+fn scratch_consumer(filter_subject: String, deliver_policy: DeliverPolicy) -> pull::Config {
+    pull::Config {
+        filter_subject,
+        deliver_policy,
+        ack_policy: AckPolicy::None,
+        inactive_threshold: Duration::from_secs(30),
+        memory_storage: true,
+        num_replicas: 1,
+        ..Default::default()
+    }
 }
 
 async fn cleanup(
@@ -967,15 +948,10 @@ async fn referenced_objects(documents: &Stream, bucket: &str) -> Result<HashSet<
     let mut referenced = HashSet::new();
     for filter in &documents.cached_info().config.subjects {
         let consumer = documents
-            .create_consumer(pull::Config {
-                filter_subject: filter.clone(),
-                deliver_policy: DeliverPolicy::LastPerSubject,
-                ack_policy: AckPolicy::None,
-                inactive_threshold: Duration::from_secs(30),
-                memory_storage: true,
-                num_replicas: 1,
-                ..Default::default()
-            })
+            .create_consumer(scratch_consumer(
+                filter.clone(),
+                DeliverPolicy::LastPerSubject,
+            ))
             .await
             .map_err(|e| failed(&e))?;
         let name = consumer.cached_info().name.clone();
