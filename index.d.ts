@@ -74,6 +74,40 @@ export interface NatsStreamConfig {
   maxMsgsPerSubject?: number;
 }
 
+/**
+ * Where attachment data goes (see "Attachments" in the README). A collection with
+ * `attachments: {}` in its schema replicates its attachments' content: small ones base64 in the
+ * message, the others in a JetStream Object Store bucket, referenced by the message.
+ */
+export interface NatsAttachmentOptions {
+  /**
+   * The Object Store bucket for attachments that do not go in the message (default
+   * `<streamName>_attachments`; letters, digits, `-` and `_`). Every replication of a stream
+   * must use the same bucket.
+   */
+  bucket?: string;
+  /**
+   * Attachments up to this many bytes go in the message as base64, as long as the message stays
+   * under the server's `max_payload` (and `maxDocumentBytes`); larger ones go to the bucket.
+   * Default 262144 (256 KiB); 0 sends every attachment to the bucket.
+   */
+  inlineMaxBytes?: number;
+}
+
+/** What `removeUnreferencedAttachments()` did. */
+export interface NatsAttachmentCleanup {
+  /** Objects in the bucket before. */
+  objects: number;
+  /** Of those, objects the newest message of some document references (kept). */
+  referenced: number;
+  /** Objects removed. */
+  removed: number;
+  /** Their bytes. */
+  removedBytes: number;
+  /** Uploads that never finished (chunks without an object, e.g. after a crash), purged. */
+  incompleteUploads: number;
+}
+
 export type NatsSyncPullOptions<RxDocType> = Omit<
   ReplicationPullOptions<RxDocType, NatsCheckpointType>,
   'handler' | 'stream$'
@@ -126,6 +160,8 @@ export interface NatsSyncOptions<RxDocType> {
    * local documents are not pushed. Not an option of the official plugin.
    */
   maxDocumentBytes?: number;
+  /** Where attachment data goes. Not an option of the official plugin. */
+  attachments?: NatsAttachmentOptions;
 }
 
 /** What a replication has done since it was created; `replication.stats()` resolves it. */
@@ -144,6 +180,10 @@ export interface RxNatsReplicationStats {
   documentsRejected: number;
   /** Messages on the stream that are not valid documents: skipped, each reported once on `error$`. */
   malformedSkipped: number;
+  /** Bytes of attachment content read: in the messages handed to RxDB, and objects fetched. */
+  attachmentBytesPulled: number;
+  /** Bytes of attachment content written: in the messages written, and objects uploaded. */
+  attachmentBytesPushed: number;
   /** Times the NATS connection came back after a disconnect. */
   reconnects: number;
   /** The highest stream sequence handed to RxDB. */
@@ -163,6 +203,13 @@ export declare class RxNatsReplicationState<RxDocType> extends RxReplicationStat
 > {
   /** Counters and lag; never rejects (after `cancel()` the last counters, lag `null`). */
   stats(): Promise<RxNatsReplicationStats>;
+  /**
+   * Removes the attachment objects that the newest revision of no document in the stream
+   * references and that are older than `olderThanMs` (default one hour: longer than any push
+   * takes from upload to message), and the leftovers of uploads that never finished.
+   * Rejects with an `RxNatsError`.
+   */
+  removeUnreferencedAttachments(options?: { olderThanMs?: number }): Promise<NatsAttachmentCleanup>;
 }
 
 /** Starts replicating `options.collection` with a NATS JetStream stream. */
@@ -186,6 +233,10 @@ export type RxNatsErrorCode =
   | 'NATS_MODIFIER_FAILED'
   | 'NATS_UNAVAILABLE'
   | 'NATS_CLOSED'
+  /** An attachment's data is neither in the message nor in the Object Store (the document is skipped). */
+  | 'NATS_ATTACHMENT_MISSING'
+  /** An attachment's data does not match its size or SHA-256 (the document is skipped). */
+  | 'NATS_ATTACHMENT_CORRUPT'
   /** Thrown when the package loads and the platform package with the binary is missing. */
   | 'NATS_NATIVE_MISSING';
 
@@ -198,6 +249,8 @@ export declare class RxNatsError extends Error {
   readonly sequence?: number;
   /** The document at fault, if any. */
   readonly documentId?: string;
+  /** The attachment (of `documentId`) at fault, if any. */
+  readonly attachmentId?: string;
 }
 
 /** The subject that stores document `id` under `prefix` (see "Data layout" in the README). */

@@ -35,6 +35,22 @@ export declare class NativeReplication {
    * {"conflict":{"sequence":N,"document":{..}|null}|null} | {"rejected":{code,message}}]}`.
    */
   publish(ids: Array<string>, bodies: Array<string>, expected: Array<number>): Promise<string>
+  /**
+   * Encodes documents with attachments for the stream: `documentsJson` is
+   * `[{id, body, attachments: [{id, source: {buffer: n} | {base64} | {ref}}]}]`, where
+   * `buffer: n` is `buffers[n]`. Large attachments are uploaded to the Object Store.
+   */
+  encodeAttachments(documentsJson: string, buffers: Array<Buffer>): Promise<EncodedAttachments>
+  /**
+   * Fetches the objects `wantedJson` (`[{documentId, attachmentId, sequence?, ref}]`) names,
+   * each checked against its reference.
+   */
+  fetchAttachments(wantedJson: string): Promise<FetchedAttachments>
+  /**
+   * Removes the attachment objects no document references any more (see the README);
+   * resolves `{"ok":{objects,referenced,removed,removedBytes,incompleteUploads}}` or an error.
+   */
+  removeUnreferencedAttachments(olderThanMs: number): Promise<string>
   /** Starts the live feed (no-op while it runs). */
   startLive(batchSize: number): void
   /** Stops the live feed; a pending `nextLive()` then resolves `null`. */
@@ -56,6 +72,31 @@ export declare class NativeReplication {
  * `{"ok":{messagesBefore, messagesAfter, maxMsgsPerSubject}}` or `{"error":{..}}`.
  */
 export declare function compactStream(optionsJson: string): Promise<string>
+
+/** Documents encoded for the stream. */
+export interface EncodedAttachments {
+  /**
+   * `{"ok":["body" | {"rejected":{code,message,documentId,attachmentId}}]}`, or
+   * `{"error":{..}}` when the call failed as a whole (the push is retried).
+   */
+  outcomes: string
+  /**
+   * The body of each document, where its outcome is `body` (empty elsewhere). Plain strings,
+   * not JSON: a body can be most of a megabyte of base64.
+   */
+  bodies: Array<string>
+}
+
+/** Objects fetched for pulled documents. */
+export interface FetchedAttachments {
+  /**
+   * `{"ok":["data" | "superseded" | {"error":{code,message,documentId,attachmentId}}]}`,
+   * or `{"error":{..}}` when the fetch failed as a whole (retried).
+   */
+  outcomes: string
+  /** The content of each object, where its outcome is `data` (empty elsewhere). */
+  data: Array<Buffer>
+}
 
 /**
  * The subject that stores document `id` under `prefix` (ids a subject token cannot carry are

@@ -5,11 +5,17 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import crypto from 'node:crypto';
 import { connect } from 'nats';
+import { addRxPlugin } from 'rxdb';
+import { RxDBAttachmentsPlugin } from 'rxdb/plugins/attachments';
 import { NatsCluster, startNatsServer } from './harness/nats-server.mjs';
 import {
   createDb, uniqueName, waitFor, streamMessages, docsOf, replicatePeople, collectErrors, codeOf, firstMatching,
+  personSchema,
 } from './harness/rxdb.mjs';
+
+addRxPlugin(RxDBAttachmentsPlugin);
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const N = 5000;
@@ -232,6 +238,51 @@ async function leaderKillDuringPush(t, writerOnLeader) {
   await moveLeader(cluster, streamName, (l) => l === leader, `back onto ${leader.serverName}`);
   assert.equal((await streamInfo(cluster, streamName))?.state.messages, N + 1, 'led by the restarted node, the stream holds every document');
 }
+
+test('attachments on a cluster: the bucket has the stream\'s replicas, and a large attachment outlives its bucket leader', { timeout: 4 * LONG }, async (t) => {
+  const cluster = await startCluster(t);
+  const streamName = uniqueName('r3att');
+  const bucketStream = `OBJ_${streamName}_attachments`;
+  const schema = { ...personSchema, attachments: {} };
+  const [a, b] = [await createDb({ schema }), await createDb({ schema })];
+  cluster.closeLater(a);
+  cluster.closeLater(b);
+  const sha256 = (buffer) => crypto.createHash('sha256').update(buffer).digest('hex');
+  const bytes = (seed) => crypto.createHash('sha512').update(String(seed)).digest().toString('hex').repeat(24000).slice(0, 3 * 1024 * 1024);
+  const put = async (db, id, data) => {
+    const doc = (await db.people.findOne(id).exec()) || (await db.people.insert({ id, name: id }));
+    return doc.putAttachment({ id: 'file.bin', data: new Blob([data]), type: 'application/octet-stream' });
+  };
+  const readOn = (db, id, digest) => waitFor(async () => {
+    const attachment = (await db.people.findOne(id).exec())?.getAttachment('file.bin');
+    return attachment && attachment.digest === digest && Buffer.from(await (await attachment.getData()).arrayBuffer());
+  }, `${id}'s attachment`, LONG);
+
+  const ra = replicate(cluster, a, streamName, { pull: undefined });
+  const errors = collectErrors(ra);
+  await ra.awaitInitialReplication();
+  const first = bytes(1);
+  const written = await put(a, 'before', first);
+  await ra.awaitInSync();
+  const info = await waitFor(async () => {
+    const i = await streamInfo(cluster, bucketStream);
+    return i && i.cluster?.replicas?.length === 2 && i.cluster.replicas.every((p) => p.current) && i;
+  }, 'the bucket with two current followers', 60000);
+  assert.equal(info.config.num_replicas, 3);
+
+  const leader = await cluster.streamLeader(bucketStream);
+  await leader.kill();
+  // A new upload waits out the bucket's election; a fresh client reads both through the others.
+  const second = bytes(2);
+  const rewritten = await put(a, 'after', second);
+  await ra.awaitInSync();
+  const rb = replicate(cluster, b, streamName, { push: undefined, live: false, connection: { servers: running(cluster) } });
+  rb.error$.subscribe((e) => errors.push(e));
+  await rb.awaitInitialReplication();
+  assert.equal(sha256(await readOn(b, 'before', written.digest)), sha256(first));
+  assert.equal(sha256(await readOn(b, 'after', rewritten.digest)), sha256(second));
+  assert.deepEqual(errors.filter((e) => String(codeOf(e)).startsWith('NATS_ATTACHMENT')), []);
+});
 
 test('streamConfig.replicas 3 on a server that is not clustered: NATS_INVALID_OPTION naming the option', { timeout: LONG }, async (t) => {
   const server = await startNatsServer();

@@ -152,6 +152,36 @@ test('a pull.modifier that throws for one document, or still returns it invalid,
   await readerDb.close();
 });
 
+test('documents a pull.modifier skips do not end the initial pull early, nor stop the live feed', async () => {
+  const streamName = uniqueName('modshort');
+  const writerDb = await createDb();
+  const rWriter = replicatePeople(server.url, writerDb, streamName);
+  await rWriter.awaitInitialReplication();
+  await writerDb.people.bulkInsert(Array.from({ length: 30 }, (_, i) => ({ id: `m${String(i).padStart(2, '0')}`, name: `M${i}` })));
+  await rWriter.awaitInSync();
+  const readerDb = await createDb({ schema: upgradedSchema });
+  // Every third document of each batch of 10 is refused: a native batch of 10 becomes 7.
+  const rReader = replicatePeople(server.url, readerDb, streamName, {
+    pull: {
+      batchSize: 10,
+      modifier: (doc) => {
+        if (Number(doc.id.slice(1)) % 3 === 0) throw new Error('refused');
+        return withAge(doc);
+      },
+    },
+  });
+  const errors = collectErrors(rReader);
+  await rReader.awaitInitialReplication();
+  assert.equal(await readerDb.people.count().exec(), 20, 'every accepted document, in the initial pull');
+  await writerDb.people.insert({ id: 'm31', name: 'live' });
+  await waitFor(() => readerDb.people.findOne('m31').exec(), 'a live document after the initial pull');
+  assert.equal(reportsOf(errors, 'NATS_MODIFIER_FAILED').length, 10);
+  await rWriter.cancel();
+  await rReader.cancel();
+  await writerDb.close();
+  await readerDb.close();
+});
+
 test('push.modifier output that cannot be a message is reported per document; the rest is pushed', async () => {
   const streamName = uniqueName('pushmod');
   const db = await createDb();

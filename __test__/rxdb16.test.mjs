@@ -17,6 +17,7 @@ const { natsServerBin } = require('../scripts/nats-server.cjs');
 const SKIP = new Set([
   'rxdb16.test.mjs', 'install.test.mjs', 'types.test.mjs', 'outage.test.mjs', 'soak.test.mjs',
   'cluster.test.mjs', 'security.test.mjs', 'secrets.test.mjs',
+  'attachments-rxdb16-17.test.mjs', // runs RxDB 16 next to 17 by itself
 ]);
 const files = fs.readdirSync(path.join(repoRoot, '__test__')).filter((f) => /\.test\.[cm]js$/.test(f) && !SKIP.has(f)).sort();
 

@@ -10,6 +10,7 @@
 //   BENCH_SIZES=1000,10000 BENCH_BATCHES=100 BENCH_RUNS=5 BENCH_LIMIT_MS=60000   (defaults: 1000,10000,100000; 100,1000; 3; 60000)
 //   BENCH_ONLY=revisions|slow|latency|...   one part only (does not touch the README)
 //   BENCH_DELAY_MS=20    the one-way delay of the slow link
+//   BENCH_ATTACHMENTS=100x102400,10x5242880   documents x bytes per attachment (the default; empty: none)
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -38,11 +39,15 @@ const REVISIONS = [[1000, 50], [10000, 20]];
 // Single writes timed per latency run (a quick run over the slow link would spend minutes on 200).
 env.BENCH_LATENCY_WRITES ||= QUICK ? '50' : '200';
 const part = (name) => !ONLY || ONLY === name;
+const ATTACHMENTS = (env.BENCH_ATTACHMENTS ?? (QUICK ? '' : '100x102400,10x5242880'))
+  .split(',')
+  .filter(Boolean)
+  .map((row) => row.split('x').map(Number));
 
-function runOnce(impl, scenario, n, batch, extraEnv = {}) {
+function runOnce(impl, scenario, n, batch, extraEnv = {}, size = 0) {
   const out = execFileSync(
     process.execPath,
-    [path.join(here, 'scenario.mjs'), impl, scenario, String(n), String(batch), String(LIMIT_MS)],
+    [path.join(here, 'scenario.mjs'), impl, scenario, String(n), String(batch), String(LIMIT_MS), String(size)],
     { stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20, env: { ...env, ...extraEnv } }
   ).toString();
   const result = JSON.parse(out.trim().split('\n').pop());
@@ -58,8 +63,8 @@ function summary(r) {
 
 /** Planned cells: each runs `runs` times; rounds are interleaved so a busy moment hits every cell. */
 const plan = [];
-const cell = (impl, scenario, n, batch, { runs = RUNS, env: extraEnv = {}, key } = {}) =>
-  plan.push({ key: key || `${impl}/${scenario}/${n}/${batch}`, impl, scenario, n, batch, runs, env: extraEnv, results: [] });
+const cell = (impl, scenario, n, batch, { runs = RUNS, env: extraEnv = {}, key, size = 0 } = {}) =>
+  plan.push({ key: key || `${impl}/${scenario}/${n}/${batch}`, impl, scenario, n, batch, size, runs, env: extraEnv, results: [] });
 
 if (part('sizes')) {
   for (const n of SIZES) {
@@ -96,10 +101,18 @@ if (part('slow')) {
   }
 }
 
+// Attachments: the official plugin loses their data, so there is nothing to compare it with.
+if (part('attachments')) {
+  for (const [n, size] of ATTACHMENTS) {
+    cell('native', 'attachments', n, 100, { size, key: `attachments/native/${n}/${size}` });
+    cell('raw', 'rawobjects', n, 100, { size, key: `attachments/raw/${n}/${size}` });
+  }
+}
+
 const rounds = Math.max(...plan.map((c) => c.runs));
 for (let round = 0; round < rounds; round++) {
   process.stderr.write(`round ${round + 1} of ${rounds}\n`);
-  for (const c of plan) if (c.results.length < c.runs) c.results.push(runOnce(c.impl, c.scenario, c.n, c.batch, c.env));
+  for (const c of plan) if (c.results.length < c.runs) c.results.push(runOnce(c.impl, c.scenario, c.n, c.batch, c.env, c.size));
 }
 
 // ---- statistics -------------------------------------------------------------------------------
@@ -203,6 +216,23 @@ if (part('slow')) {
   t.push(`| push ${SLOW_N} documents, batches of 100 | ${push('native')} | ${push('official')} |`);
   t.push(`| pull ${SLOW_N} documents, batches of 100 | ${pull('native')} | ${pull('official')} |`);
   t.push(`| live: single writes seen by another client | ${live('native')} | ${live('official')} |`);
+  tables.push(t.join('\n'));
+}
+
+if (part('attachments') && ATTACHMENTS.length > 0) {
+  const mbs = (bytes, ms) => bytes / 1e6 / (ms / 1000);
+  const withRate = (s, bytes) => (s && s.complete ? `${withSpread(s)} ms (${fmt(mbs(bytes, s.median), 1)} MB/s)` : withSpread(s));
+  const t = [
+    '| attachments | native push | native pull | raw Object Store put (async-nats) | raw Object Store get (async-nats) | native peak RSS MB |',
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  for (const [n, size] of ATTACHMENTS) {
+    const bytes = n * size;
+    const label = `${n} × ${size >= 1 << 20 ? `${size / (1 << 20)} MiB` : `${size / 1024} KiB`}`;
+    const [push, pull] = ['ms', 'readMs'].map((f) => stat(`attachments/native/${n}/${size}`, f));
+    const [put, get] = ['ms', 'readMs'].map((f) => stat(`attachments/raw/${n}/${size}`, f));
+    t.push(`| ${label} | ${withRate(push, bytes)} | ${withRate(pull, bytes)} | ${withRate(put, bytes)} | ${withRate(get, bytes)} | ${fmt(push.peakRssMb)} |`);
+  }
   tables.push(t.join('\n'));
 }
 

@@ -1,7 +1,8 @@
 // One benchmark run in its own process (so peak RSS belongs to it), on its own nats-server.
-// Usage: node bench/scenario.mjs <impl: native|official|raw|floor> <scenario> <N> <batch> <limitMs>
-// Prints one JSON line with the result.
-import { createRxDatabase } from 'rxdb';
+// Usage: node bench/scenario.mjs <impl: native|official|raw|floor> <scenario> <N> <batch> <limitMs> [size]
+// (size: bytes per attachment, for the attachment scenarios). Prints one JSON line with the result.
+import { createRxDatabase, addRxPlugin } from 'rxdb';
+import { RxDBAttachmentsPlugin } from 'rxdb/plugins/attachments';
 import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
 import { replicateNats as replicateNative } from 'rxdb-nats-native';
 import { replicateNats as replicateOfficial } from 'rxdb/plugins/replication-nats';
@@ -11,10 +12,12 @@ import { execFileSync, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { startNatsServer } from '../scripts/nats-server-process.mjs';
 
-const [impl, scenario, nText, batchText, limitText] = process.argv.slice(2);
+const [impl, scenario, nText, batchText, limitText, sizeText] = process.argv.slice(2);
 const N = Number(nText);
 const BATCH = Number(batchText);
 const LIMIT_MS = Number(limitText);
+const SIZE = Number(sizeText || 0);
+addRxPlugin(RxDBAttachmentsPlugin);
 
 const schema = {
   version: 0,
@@ -39,14 +42,25 @@ const doc = (i, extra = {}) => ({
 const docs = (n) => Array.from({ length: n }, (_, i) => doc(i));
 
 let dbCounter = 0;
-async function createDb() {
+async function createDb({ attachments = false } = {}) {
   const db = await createRxDatabase({
     name: `bench${process.pid}x${dbCounter++}`,
     storage: getRxStorageMemory(),
     multiInstance: false,
   });
-  await db.addCollections({ docs: { schema } });
+  await db.addCollections({ docs: { schema: attachments ? { ...schema, attachments: {} } : schema } });
   return db;
+}
+
+/** `size` bytes that differ for each `seed` (and do not compress). */
+function bytesOf(size, seed) {
+  const buffer = Buffer.alloc(size);
+  let x = (seed + 1) * 2654435761;
+  for (let i = 0; i < size; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    buffer[i] = x >>> 24;
+  }
+  return buffer;
 }
 
 const server = await startNatsServer();
@@ -142,6 +156,47 @@ async function seed(n) {
 }
 
 const scenarios = {
+  // N documents with one attachment of SIZE bytes each: pushed by one client (timed until in
+  // sync), then pulled by a fresh one (timed until every attachment reads back whole).
+  async attachments() {
+    const a = await createDb({ attachments: true });
+    await a.docs.bulkInsert(docs(N));
+    const contents = [];
+    for (let i = 0; i < N; i++) {
+      contents.push(bytesOf(SIZE, i));
+      const stored = await a.docs.findOne(doc(i).id).exec();
+      await stored.putAttachment({ id: 'file.bin', data: new Blob([contents[i]]), type: 'application/octet-stream' });
+    }
+    const ra = replicate(a, { pull: false, autoStart: false });
+    let started = performance.now();
+    ra.start();
+    await Promise.race([ra.awaitInSync(), new Promise((res) => setTimeout(res, LIMIT_MS))]);
+    const push = await timeUntil(started, streamCount, N);
+    await ra.cancel();
+    await a.close();
+    if (!push.complete) return push;
+
+    const b = await createDb({ attachments: true });
+    started = performance.now();
+    replicate(b, { push: false, live: false });
+    const pull = await timeUntil(started, () => b.docs.count().exec(), N);
+    const readMs = performance.now() - started;
+    // Every attachment arrived whole (checked after timing: reading is RxDB's, not ours).
+    let whole = 0;
+    for (let i = 0; i < N; i++) {
+      const attachment = (await b.docs.findOne(doc(i).id).exec())?.getAttachment('file.bin');
+      const bytes = attachment && Buffer.from(await (await attachment.getData()).arrayBuffer());
+      if (bytes && bytes.equals(contents[i])) whole++;
+    }
+    return { ms: push.ms, readMs, reached: whole, complete: pull.complete && whole === N, bytes: N * SIZE };
+  },
+
+  async rawobjects() {
+    const bin = fileURLToPath(new URL('../target/release/examples/raw_objects', import.meta.url));
+    const out = JSON.parse(execFileSync(bin, [url, 'bench_raw_objects', String(N), String(SIZE)]).toString());
+    return { ms: out.put_ms, readMs: out.get_ms, reached: N, complete: out.bytes === N * SIZE, bytes: out.bytes };
+  },
+
   async floor() {
     const db = await createDb();
     const started = performance.now();

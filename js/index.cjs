@@ -2,7 +2,7 @@
 // CommonJS entry: uses RxDB's CJS build.
 const { RxReplicationState, startReplicationOnLeaderShip } = require('rxdb/plugins/replication');
 const { RxDBLeaderElectionPlugin } = require('rxdb/plugins/leader-election');
-const { addRxPlugin } = require('rxdb');
+const { addRxPlugin, RXDB_VERSION } = require('rxdb');
 const { Subject } = require('rxjs');
 const { createReplicateNats, RxNatsError, subjectFor, compactStream } = require('./replicate.cjs');
 
@@ -12,6 +12,7 @@ const { replicateNats, RxNatsReplicationState } = createReplicateNats({
   addRxPlugin,
   RxDBLeaderElectionPlugin,
   Subject,
+  RXDB_VERSION,
 });
 
 module.exports = { replicateNats, RxNatsReplicationState, RxNatsError, subjectFor, compactStream };

@@ -1,7 +1,7 @@
 // ESM entry: uses RxDB's ESM build, so RxDB is not loaded twice next to an ESM application.
 import { RxReplicationState, startReplicationOnLeaderShip } from 'rxdb/plugins/replication';
 import { RxDBLeaderElectionPlugin } from 'rxdb/plugins/leader-election';
-import { addRxPlugin } from 'rxdb';
+import { addRxPlugin, RXDB_VERSION } from 'rxdb';
 import { Subject } from 'rxjs';
 import glue from './replicate.cjs';
 
@@ -13,5 +13,6 @@ export const { replicateNats, RxNatsReplicationState } = createReplicateNats({
   addRxPlugin,
   RxDBLeaderElectionPlugin,
   Subject,
+  RXDB_VERSION,
 });
 export { RxNatsError, subjectFor, compactStream };

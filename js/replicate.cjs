@@ -5,6 +5,7 @@
  * process never loads two copies of RxDB.
  */
 const native = require('./native.cjs');
+const { createAttachmentCodec, attachmentDigests } = require('./attachments.cjs');
 
 /** An error of rxdb-nats-native; `code` is stable (see the README's error table). */
 class RxNatsError extends Error {
@@ -15,6 +16,7 @@ class RxNatsError extends Error {
     if (info.subject !== undefined) this.subject = info.subject;
     if (info.sequence !== undefined) this.sequence = info.sequence;
     if (info.documentId !== undefined) this.documentId = info.documentId;
+    if (info.attachmentId !== undefined) this.attachmentId = info.attachmentId;
   }
 }
 
@@ -46,8 +48,10 @@ const TOP_LEVEL_OPTIONS = {
   streamConfig: 'object',
   maxDocumentBytes: 'number',
   officialDeletedFlag: 'boolean',
+  attachments: 'object',
 };
 const PULL_OPTIONS = { batchSize: 'number', modifier: 'function', initialCheckpoint: 'any' };
+const ATTACHMENT_OPTIONS = { bucket: 'string', inlineMaxBytes: 'number' };
 const PUSH_OPTIONS = {
   batchSize: 'number',
   modifier: 'function',
@@ -118,6 +122,13 @@ function validate(options) {
   if (options.push) checkKeys(options.push, PUSH_OPTIONS, 'push.');
   checkBatchSize(options.pull, 'pull');
   checkBatchSize(options.push, 'push');
+  if (options.attachments) {
+    checkKeys(options.attachments, ATTACHMENT_OPTIONS, 'attachments.');
+    const max = options.attachments.inlineMaxBytes;
+    if (max !== undefined && !(Number.isInteger(max) && max >= 0)) {
+      throw invalidOption(`option attachments.inlineMaxBytes must be an integer >= 0 (bytes), got ${String(max)}`);
+    }
+  }
   checkConnection(options.connection);
   const nativeOptions = JSON.stringify({
     streamName: options.streamName,
@@ -129,6 +140,7 @@ function validate(options) {
     maxDocumentBytes: options.maxDocumentBytes,
     collectionSchema: options.collection.schema.jsonSchema,
     pullModifier: !!(options.pull && options.pull.modifier),
+    attachments: options.attachments || {},
   });
   const problem = native.validateOptions(nativeOptions);
   if (problem) throw new RxNatsError(JSON.parse(problem));
@@ -138,7 +150,8 @@ function validate(options) {
 /**
  * Builds `replicateNats` and `RxNatsReplicationState` on one RxDB build.
  * @param rx RxDB's `RxReplicationState`, `startReplicationOnLeaderShip`, `addRxPlugin`,
- *   `RxDBLeaderElectionPlugin` and rxjs `Subject`, all from the same module system.
+ *   `RxDBLeaderElectionPlugin`, `RXDB_VERSION` (it tells how RxDB holds attachment data) and
+ *   rxjs `Subject`, all from the same module system.
  */
 /** What a replication state keeps of its own, out of RxDB's way. */
 const internals = new WeakMap();
@@ -157,9 +170,14 @@ function jsonEqual(a, b) {
   return keys.every((k) => Object.prototype.hasOwnProperty.call(b, k) && jsonEqual(a[k], b[k]));
 }
 
-/** A document's content, without what RxDB keeps beside it. */
+/**
+ * A document's content, without what RxDB keeps beside it. Attachments count by their digests:
+ * their data is carried in different shapes on each side (Blob, base64, Object Store).
+ */
 function content(doc) {
-  const { _meta, _rev, _attachments, ...rest } = doc;
+  const { _meta, _rev, _attachments, _attachments_data, _attachments_refs, ...rest } = doc;
+  const digests = attachmentDigests(_attachments, rest._deleted);
+  if (digests) rest._attachments = digests;
   return rest;
 }
 
@@ -188,6 +206,17 @@ function createReplicateNats(rx) {
       if (!own.pulls) stats.lag = null;
       return stats;
     }
+
+    /**
+     * Removes the attachment objects that no document's newest revision references (see the
+     * README's Attachments section). Resolves what it did; rejects with an RxNatsError.
+     */
+    async removeUnreferencedAttachments({ olderThanMs = 3600000 } = {}) {
+      if (!(Number.isFinite(olderThanMs) && olderThanMs >= 0)) {
+        throw invalidOption(`option olderThanMs must be a number of milliseconds >= 0, got ${String(olderThanMs)}`);
+      }
+      return unwrap(await internals.get(this).native.removeUnreferencedAttachments(olderThanMs));
+    }
   }
 
   function replicateNats(options) {
@@ -208,6 +237,14 @@ function createReplicateNats(rx) {
       if (state && !state.isStopped()) state.subjects.error.next(new RxNatsError(info));
     };
     const reportSkipped = (skipped) => skipped.forEach(emitError);
+    const attachments = createAttachmentCodec({
+      nat,
+      collection,
+      deletedField,
+      rxdbVersion: rx.RXDB_VERSION,
+      unwrap,
+      newError: (info) => new RxNatsError(info),
+    });
 
     // With a custom deletedField, also write `_deleted`, the flag the official plugin reads and
     // writes (it ignores deletedField), unless told not to.
@@ -236,7 +273,7 @@ function createReplicateNats(rx) {
       const before = known.get(id);
       if (before && before.sequence >= sequence) return;
       known.delete(id);
-      known.set(id, { sequence, doc });
+      known.set(id, { sequence, doc: attachments.comparable(doc) });
       if (known.size > KNOWN_STATES) known.delete(known.keys().next().value);
     };
     const rememberBatch = (documents, sequences) =>
@@ -315,11 +352,13 @@ function createReplicateNats(rx) {
      * after the handler, too late for the schema check) and the native side checks its output
      * against the schema, so a modifier can repair documents that older writers left short of
      * the schema. A document the modifier throws for, or whose output still does not fit, is
-     * skipped and reported; the batch goes on. Resolves the batch as RxDB should get it.
+     * skipped (and its report returned); the batch goes on. Resolves the documents (and their
+     * sequences) as RxDB should get them.
      */
     const pullModifier = options.pull && options.pull.modifier;
-    async function modifyPulled(batch) {
-      if (!pullModifier || batch.documents.length === 0) return batch;
+    async function modifyPulled(pulledDocuments, pulledSequences) {
+      const batch = { documents: pulledDocuments, sequences: pulledSequences };
+      if (!pullModifier || batch.documents.length === 0) return { ...batch, skipped: [] };
       const failures = [];
       const outputs = await Promise.all(
         batch.documents.map(async (doc, i) => {
@@ -352,18 +391,32 @@ function createReplicateNats(rx) {
         documents.push(toServerFormat(out));
         sequences.push(batch.sequences[i]);
       });
-      return { ...batch, documents, sequences, skipped: batch.skipped.concat(screened.skipped) };
+      return { documents, sequences, skipped: screened.skipped };
     }
 
     let pull;
     if (options.pull) {
       pull = {
         async handler(lastCheckpoint, batchSize) {
-          const pulled = unwrap(await nat.pull(lastCheckpoint ? lastCheckpoint.sequence : 0, batchSize));
-          const result = await modifyPulled(pulled);
-          reportSkipped(result.skipped);
-          rememberBatch(result.documents, result.sequences);
-          return { documents: result.documents, checkpoint: { sequence: result.checkpoint } };
+          let checkpoint = lastCheckpoint ? lastCheckpoint.sequence : 0;
+          const documents = [];
+          for (;;) {
+            const want = batchSize - documents.length;
+            const result = unwrap(await nat.pull(checkpoint, want));
+            reportSkipped(result.skipped);
+            // Attachments: data in RxDB's form (from the message, the local copy or the Object
+            // Store); then the pull.modifier, if any. A document whose attachment cannot be read,
+            // or that the modifier rejects, is reported and left out; then pull on, as a short
+            // batch tells RxDB the stream is exhausted.
+            const decoded = await attachments.decodeIncoming(result.documents, result.sequences, emitError);
+            const pulled = await modifyPulled(decoded.documents, decoded.sequences);
+            reportSkipped(pulled.skipped);
+            rememberBatch(pulled.documents, pulled.sequences);
+            documents.push(...pulled.documents);
+            checkpoint = result.checkpoint;
+            if (pulled.documents.length === result.documents.length || result.documents.length < want) break;
+          }
+          return { documents, checkpoint: { sequence: checkpoint } };
         },
         batchSize: options.pull.batchSize,
         // Applied by modifyPulled: RxDB must not apply it a second time.
@@ -418,9 +471,10 @@ function createReplicateNats(rx) {
       if (typeof id !== 'string' || id === '') {
         return refuse(`it has no string primary key ${JSON.stringify(primaryPath)}${pushModifier ? ' after push.modifier' : ''}`);
       }
-      const { json, problem } = toJson(officialFlag ? { ...doc, _deleted: !!doc[deletedField] } : doc);
+      const written = officialFlag ? { ...doc, _deleted: !!doc[deletedField] } : doc;
+      const { json, problem } = toJson(written);
       if (problem !== undefined) return refuse(`it cannot be written as JSON (${problem})`);
-      return { id, json };
+      return { id, json, written };
     }
 
     let push;
@@ -430,7 +484,7 @@ function createReplicateNats(rx) {
           const bodies = allRows.map((row) => bodyOf(row.newDocumentState));
           bodies.forEach((body) => body.error && emitError(body.error));
           const rows = allRows.filter((row, i) => !bodies[i].error);
-          const json = bodies.filter((body) => !body.error).map((body) => body.json);
+          const written = bodies.filter((body) => !body.error);
           const ids = rows.map((row) => row.newDocumentState[primaryPath]);
           const stale = checkPushedRows ? await supersededRows(rows, ids) : new Set();
           // Only updates need the server state first. A create (no assumed master state) is
@@ -460,8 +514,8 @@ function createReplicateNats(rx) {
             }
             if (row.assumedMasterState && server && server.document) {
               const same = collection.conflictHandler.isEqual(
-                toRxFormat(server.document),
-                toRxFormat(row.assumedMasterState),
+                toRxFormat(attachments.comparable(server.document)),
+                toRxFormat(attachments.comparable(row.assumedMasterState)),
                 'replication-nats-push'
               );
               if (!same) {
@@ -472,10 +526,12 @@ function createReplicateNats(rx) {
             // Expect the sequence the state was read at (0: must not exist); a broken message
             // there may be replaced.
             write.ids.push(ids[i]);
-            write.bodies.push(json[i]);
-            write.docs.push(row.newDocumentState);
+            write.bodies.push(written[i].json);
+            write.docs.push(written[i].written);
             write.expected.push(server ? server.sequence : 0);
           });
+          // Attachments: data into the message or the Object Store (unchanged ones from the server state).
+          await attachments.encodeWrites(write, current.map((s) => s && s.document), emitError);
           // A create can meet a message that is not a valid document (another writer's garbage):
           // it conflicts, and the write is retried once expecting that message's sequence.
           for (let round = 0; round < 2 && write.ids.length > 0; round++) {
@@ -508,7 +564,8 @@ function createReplicateNats(rx) {
             Object.assign(write, again);
           }
           internals.get(state).conflicts += conflicts.length - superseded;
-          return conflicts;
+          // Attachments: RxDB writes the resolution to the local document, so it needs the data.
+          return attachments.decodeConflicts(conflicts);
         },
         batchSize: options.push.batchSize,
         modifier: guardedPushModifier || undefined,
@@ -540,17 +597,46 @@ function createReplicateNats(rx) {
         if (json === null) return;
         const event = JSON.parse(json);
         if (event.batch) {
-          const batch = await modifyPulled(event.batch);
+          reportSkipped(event.batch.skipped);
+          // Attachments: data in RxDB's form; an outage of the Object Store is waited out here.
+          const decoded = await decodeLive(event.batch, generation);
+          if (!decoded) return;
+          const batch = await modifyPulled(decoded.documents, decoded.sequences);
           reportSkipped(batch.skipped);
           rememberBatch(batch.documents, batch.sequences);
           if (batch.documents.length > 0) {
             pullStream$.next({
               documents: batch.documents,
-              checkpoint: { sequence: batch.checkpoint },
+              checkpoint: { sequence: event.batch.checkpoint },
             });
           }
         } else if (event.error) {
           emitError(event.error);
+        }
+      }
+    };
+    // A live batch's documents for RxDB, retried every retryTime while the Object Store is
+    // unreachable (the feed waits meanwhile); null once this feed generation is over. cancel()
+    // ends a wait at once, so no timer outlives the replication.
+    const waits = new Set();
+    const wait = (ms) =>
+      new Promise((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          waits.delete(done);
+          resolve();
+        };
+        const timer = setTimeout(done, ms);
+        waits.add(done);
+      });
+    const decodeLive = async (batch, generation) => {
+      for (;;) {
+        try {
+          return await attachments.decodeIncoming(batch.documents, batch.sequences, emitError);
+        } catch (err) {
+          emitError(err);
+          await wait(retryTime);
+          if (generation !== feedGeneration || state.isStopped()) return null;
         }
       }
     };
@@ -585,6 +671,7 @@ function createReplicateNats(rx) {
     }
     internals.set(state, { native: nat, conflicts: 0, pulls: !!pull });
     state.onCancel.push(() => nat.close());
+    state.onCancel.push(() => [...waits].forEach((done) => done()));
 
     rx.startReplicationOnLeaderShip(waitForLeadership, state);
     return state;

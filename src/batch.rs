@@ -370,6 +370,11 @@ impl BatchBuilder {
         self.docs.iter().flatten().map(|(_, b)| b.len()).sum()
     }
 
+    /// The documents' bodies, in the order of `documents_json`.
+    pub fn bodies(&self) -> impl Iterator<Item = &Bytes> {
+        self.docs.iter().flatten().map(|(_, body)| body)
+    }
+
     /// The stream sequence of each document, in the order of `documents_json`.
     pub fn sequences(&self) -> Vec<u64> {
         self.docs.iter().flatten().map(|(seq, _)| *seq).collect()

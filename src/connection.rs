@@ -85,13 +85,24 @@ impl Connection {
         request: F,
     ) -> std::result::Result<F::Output, String> {
         let quoted = format!("\"{subject}\"");
+        self.unless_denied_where(|text| text.contains(&quoted), request)
+            .await
+    }
+
+    /// Like `unless_denied`, for a request that uses several subjects (an Object Store read or
+    /// write): any violation whose text `concerns` the request counts.
+    pub async fn unless_denied_where<F: Future>(
+        &self,
+        concerns: impl Fn(&str) -> bool,
+        request: F,
+    ) -> std::result::Result<F::Output, String> {
         let mut violations = self.violations.subscribe();
         tokio::pin!(request);
         loop {
             tokio::select! {
                 out = &mut request => return Ok(out),
                 text = violations.recv() => match text {
-                    Ok(text) if text.contains(&quoted) => {
+                    Ok(text) if concerns(&text) => {
                         // Reported here: later failures must not be blamed on it.
                         if let Ok(mut last) = self.permission_error.lock() {
                             if last.as_deref() == Some(text.as_str()) {

@@ -33,6 +33,11 @@ pub enum ErrorCode {
     Unavailable,
     /// The replication was cancelled; the call did nothing.
     Closed,
+    /// An attachment's data is on neither the message nor the Object Store (object deleted,
+    /// bucket gone, or written by a client that does not carry attachment data).
+    AttachmentMissing,
+    /// An attachment's data does not match its reference (size or SHA-256), or is not base64.
+    AttachmentCorrupt,
 }
 
 impl ErrorCode {
@@ -52,6 +57,8 @@ impl ErrorCode {
             ErrorCode::ModifierFailed => "NATS_MODIFIER_FAILED",
             ErrorCode::Unavailable => "NATS_UNAVAILABLE",
             ErrorCode::Closed => "NATS_CLOSED",
+            ErrorCode::AttachmentMissing => "NATS_ATTACHMENT_MISSING",
+            ErrorCode::AttachmentCorrupt => "NATS_ATTACHMENT_CORRUPT",
         }
     }
 }
@@ -74,6 +81,8 @@ pub struct ReplicationError {
     pub sequence: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub document_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attachment_id: Option<String>,
 }
 
 impl ReplicationError {
@@ -84,6 +93,7 @@ impl ReplicationError {
             subject: None,
             sequence: None,
             document_id: None,
+            attachment_id: None,
         }
     }
 
@@ -95,6 +105,12 @@ impl ReplicationError {
 
     pub fn with_document(mut self, id: impl Into<String>) -> Self {
         self.document_id = Some(id.into());
+        self
+    }
+
+    /// Names the attachment (of the document named by `with_document`) at fault.
+    pub fn with_attachment(mut self, id: impl Into<String>) -> Self {
+        self.attachment_id = Some(id.into());
         self
     }
 

@@ -6,12 +6,14 @@
 //! the JS glue turns the latter into an `Error` with a stable `code` (napi-rs async functions
 //! cannot reject with a custom code).
 
+pub mod attachments;
 pub mod batch;
 pub mod connection;
 pub mod direct;
 pub mod error;
 pub mod live;
 pub mod log;
+pub mod objects;
 pub mod options;
 pub mod pull;
 pub mod push;
@@ -27,7 +29,9 @@ use batch::Modified;
 use bytes::Bytes;
 use error::ReplicationError;
 use live::LiveEvent;
+use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
+use objects::{Encoded, Fetched};
 use options::ReplicationOptions;
 use replication::Replication;
 use serde_json::value::RawValue;
@@ -92,6 +96,44 @@ enum WriteJson {
     Written(u64),
     Conflict(Option<StateJson>),
     Rejected(ReplicationError),
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum EncodedJson {
+    /// The body is the string at the same index.
+    Body,
+    Rejected(ReplicationError),
+}
+
+/// Documents encoded for the stream.
+#[napi(object, object_from_js = false)]
+pub struct EncodedAttachments {
+    /// `{"ok":["body" | {"rejected":{code,message,documentId,attachmentId}}]}`, or
+    /// `{"error":{..}}` when the call failed as a whole (the push is retried).
+    pub outcomes: String,
+    /// The body of each document, where its outcome is `body` (empty elsewhere). Plain strings,
+    /// not JSON: a body can be most of a megabyte of base64.
+    pub bodies: Vec<String>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum FetchedJson {
+    /// The data is the buffer at the same index.
+    Data,
+    Superseded,
+    Error(ReplicationError),
+}
+
+/// Objects fetched for pulled documents.
+#[napi(object, object_from_js = false)]
+pub struct FetchedAttachments {
+    /// `{"ok":["data" | "superseded" | {"error":{code,message,documentId,attachmentId}}]}`,
+    /// or `{"error":{..}}` when the fetch failed as a whole (retried).
+    pub outcomes: String,
+    /// The content of each object, where its outcome is `data` (empty elsewhere).
+    pub data: Vec<Buffer>,
 }
 
 fn ok_json(value: impl serde::Serialize) -> String {
@@ -271,6 +313,101 @@ impl NativeReplication {
                     })
                     .collect::<Vec<_>>(),
             ),
+            Err(e) => error_json(&e),
+        }
+    }
+
+    /// Encodes documents with attachments for the stream: `documentsJson` is
+    /// `[{id, body, attachments: [{id, source: {buffer: n} | {base64} | {ref}}]}]`, where
+    /// `buffer: n` is `buffers[n]`. Large attachments are uploaded to the Object Store.
+    #[napi]
+    pub async fn encode_attachments(
+        &self,
+        documents_json: String,
+        buffers: Vec<Buffer>,
+    ) -> EncodedAttachments {
+        let failed = |outcomes| EncodedAttachments {
+            outcomes,
+            bodies: Vec::new(),
+        };
+        let documents = match serde_json::from_str(&documents_json) {
+            Ok(documents) => documents,
+            Err(e) => return failed(internal(format!("encodeAttachments(): {e}"))),
+        };
+        let slices: Vec<&[u8]> = buffers.iter().map(|b| b.as_ref()).collect();
+        match self.core.encode_attachments(documents, &slices).await {
+            Ok(encoded) => {
+                let mut bodies = Vec::with_capacity(encoded.len());
+                let outcomes: Vec<EncodedJson> = encoded
+                    .into_iter()
+                    .map(|e| match e {
+                        Encoded::Body(body) => {
+                            bodies.push(body);
+                            EncodedJson::Body
+                        }
+                        Encoded::Rejected(err) => {
+                            bodies.push(String::new());
+                            EncodedJson::Rejected(err)
+                        }
+                    })
+                    .collect();
+                EncodedAttachments {
+                    outcomes: ok_json(outcomes),
+                    bodies,
+                }
+            }
+            Err(e) => failed(error_json(&e)),
+        }
+    }
+
+    /// Fetches the objects `wantedJson` (`[{documentId, attachmentId, sequence?, ref}]`) names,
+    /// each checked against its reference.
+    #[napi]
+    pub async fn fetch_attachments(&self, wanted_json: String) -> FetchedAttachments {
+        let failed = |outcomes| FetchedAttachments {
+            outcomes,
+            data: Vec::new(),
+        };
+        let wanted: Vec<objects::WantedObject> = match serde_json::from_str(&wanted_json) {
+            Ok(wanted) => wanted,
+            Err(e) => return failed(internal(format!("fetchAttachments(): {e}"))),
+        };
+        match self.core.fetch_attachments(&wanted).await {
+            Ok(fetched) => {
+                let mut data = Vec::with_capacity(fetched.len());
+                let outcomes: Vec<FetchedJson> = fetched
+                    .into_iter()
+                    .map(|f| match f {
+                        Fetched::Data(bytes) => {
+                            data.push(Buffer::from(bytes));
+                            FetchedJson::Data
+                        }
+                        Fetched::Superseded => {
+                            data.push(Buffer::from(Vec::new()));
+                            FetchedJson::Superseded
+                        }
+                        Fetched::Failed(err) => {
+                            data.push(Buffer::from(Vec::new()));
+                            FetchedJson::Error(err)
+                        }
+                    })
+                    .collect();
+                FetchedAttachments {
+                    outcomes: ok_json(outcomes),
+                    data,
+                }
+            }
+            Err(e) => failed(error_json(&e)),
+        }
+    }
+
+    /// Removes the attachment objects no document references any more (see the README);
+    /// resolves `{"ok":{objects,referenced,removed,removedBytes,incompleteUploads}}` or an error.
+    #[napi]
+    pub async fn remove_unreferenced_attachments(&self, older_than_ms: f64) -> String {
+        let older_than = Duration::from_millis(older_than_ms.max(0.0) as u64);
+        match self.core.remove_unreferenced_attachments(older_than).await {
+            Ok(report) => ok_json(report),
             Err(e) => error_json(&e),
         }
     }

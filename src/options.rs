@@ -37,7 +37,25 @@ pub struct ReplicationOptions {
     /// is checked on its output instead of on the message.
     #[serde(default)]
     pub pull_modifier: bool,
+    /// Where attachment data goes (see `attachments.rs`).
+    #[serde(default)]
+    pub attachments: AttachmentOptions,
 }
+
+/// Option `attachments`: small attachments travel in the message, the others in an Object Store.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AttachmentOptions {
+    /// The Object Store bucket; `<streamName>_attachments` by default.
+    pub bucket: Option<String>,
+    /// Attachments up to this many bytes travel base64-encoded in the message (as long as the
+    /// message stays under `max_payload`); larger ones go to the bucket.
+    pub inline_max_bytes: Option<usize>,
+}
+
+/// Default of `attachments.inlineMaxBytes`: a 256 KiB file is 342 KiB of base64, well under the
+/// default `max_payload` (1 MiB) with room for the document.
+pub const DEFAULT_INLINE_MAX_BYTES: usize = 256 * 1024;
 
 fn default_deleted_field() -> String {
     "_deleted".to_string()
@@ -232,6 +250,28 @@ impl CompactOptions {
 }
 
 impl ReplicationOptions {
+    /// The Object Store bucket for large attachments.
+    pub fn attachment_bucket(&self) -> String {
+        self.attachments
+            .bucket
+            .clone()
+            .unwrap_or_else(|| format!("{}_attachments", self.stream_name))
+    }
+
+    /// See `AttachmentOptions::inline_max_bytes`.
+    pub fn inline_max_bytes(&self) -> usize {
+        self.attachments
+            .inline_max_bytes
+            .unwrap_or(DEFAULT_INLINE_MAX_BYTES)
+    }
+
+    /// Whether the collection stores attachments (its schema has `attachments`).
+    pub fn has_attachments(&self) -> bool {
+        self.collection_schema
+            .as_ref()
+            .is_some_and(|schema| schema.get("attachments").is_some())
+    }
+
     /// Parses and checks the options JSON the JS glue sends.
     pub fn from_json(json: &str) -> Result<Self> {
         let options: ReplicationOptions = parse_options(json)?;
@@ -264,6 +304,29 @@ impl ReplicationOptions {
         }
         if self.stream_config.replicas == Some(0) {
             return invalid("option streamConfig.replicas must be at least 1".to_string());
+        }
+        // Checked when the bucket is named, or will be used: a stream name may hold characters
+        // a bucket name cannot.
+        if self.attachments.bucket.is_some() || self.has_attachments() {
+            let bucket = self.attachment_bucket();
+            let valid = !bucket.is_empty()
+                && bucket
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !valid {
+                let origin = if self.attachments.bucket.is_some() {
+                    "option attachments.bucket".to_string()
+                } else {
+                    format!(
+                        "the default attachments bucket (from streamName {:?})",
+                        self.stream_name
+                    )
+                };
+                return invalid(format!(
+                    "{origin} {bucket:?} is not a valid Object Store bucket name: use letters, \
+                     digits, '-' and '_' (set attachments.bucket)"
+                ));
+            }
         }
         check_max_msgs_per_subject(
             self.stream_config.max_msgs_per_subject,
@@ -425,6 +488,49 @@ mod tests {
         .unwrap();
         assert_ne!(a.connection.sharing_key(), b.connection.sharing_key());
         assert_eq!(a.connection.sharing_key(), a2.connection.sharing_key());
+    }
+
+    #[test]
+    fn attachment_options_have_defaults_and_checked_names() {
+        let o = parse(&format!("{{{BASE}}}")).unwrap();
+        assert_eq!(o.attachment_bucket(), "s_attachments");
+        assert_eq!(o.inline_max_bytes(), DEFAULT_INLINE_MAX_BYTES);
+        let o = parse(&format!(
+            r#"{{{BASE},"attachments":{{"bucket":"files","inlineMaxBytes":0}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            (o.attachment_bucket().as_str(), o.inline_max_bytes()),
+            ("files", 0)
+        );
+        for (json, named) in [
+            (r#""attachments":{"bucket":"a.b"}"#, "attachments.bucket"),
+            (
+                r#""attachments":{"inlineMaxBytes":-1}"#,
+                "attachments.inlineMaxBytes",
+            ),
+            (
+                r#""attachments":{"inlineMaxBytes":1.5}"#,
+                "attachments.inlineMaxBytes",
+            ),
+            (r#""attachments":{"bukket":"x"}"#, "bukket"),
+        ] {
+            let err = parse(&format!("{{{BASE},{json}}}")).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidOption);
+            assert!(err.message.contains(named), "{json}: {}", err.message);
+        }
+        // A stream name that cannot name a bucket matters only with attachments in the schema.
+        let odd = r#""streamName":"s$1","subjectPrefix":"p","primaryPath":"id""#;
+        assert!(parse(&format!("{{{odd}}}")).is_ok());
+        let err = parse(&format!(
+            r#"{{{odd},"collectionSchema":{{"attachments":{{}}}}}}"#
+        ))
+        .unwrap_err();
+        assert!(
+            err.message.contains("set attachments.bucket"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 /// How many reads of document states run at once.
 const READ_CONCURRENCY: usize = 128;
 /// Room left in `max_payload` for the subject and expected-sequence header.
-const HEADER_ALLOWANCE: usize = 128;
+pub const HEADER_ALLOWANCE: usize = 128;
 
 /// The server's current state of one document.
 #[derive(Debug, Clone, PartialEq)]

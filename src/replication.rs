@@ -1,10 +1,12 @@
 //! One replication: its options, its connection and stream (opened on first use, re-opened after
 //! a failure), its pull cursor and its live feed. This is the API the N-API layer forwards to.
 
+use crate::attachments::{self, DocumentToEncode};
 use crate::batch::{BatchBuilder, DocumentShape, Modified, ReportedOnce};
 use crate::connection::{self, Connection};
 use crate::error::{ErrorCode, ReplicationError, Result};
 use crate::live::{self, LiveEvent, LiveFeed};
+use crate::objects::{CleanupReport, Encoded, Fetched, Objects, WantedObject};
 use crate::options::ReplicationOptions;
 use crate::pull::{self, PullCursor};
 use crate::push::{self, CurrentState, ReadMode, Write, WriteOutcome};
@@ -63,6 +65,8 @@ pub struct Replication {
     /// Set by `close()`: ends a connect attempt in flight.
     closing: watch::Sender<bool>,
     pub counters: Counters,
+    /// The attachments bucket, once opened.
+    objects: Objects,
     /// The checkpoint of the last pull that reached the stream's end: where a live feed
     /// starting now continues without a gap and without replaying what RxDB pulled.
     caught_up: watch::Sender<u64>,
@@ -93,6 +97,7 @@ impl Replication {
             closed: AtomicBool::new(false),
             closing: watch::Sender::new(false),
             counters: Counters::default(),
+            objects: Objects::default(),
             caught_up: watch::Sender::new(0),
         }
     }
@@ -204,6 +209,8 @@ impl Replication {
         if !self.shape.schema_after_modifier {
             self.counters.pulled(batch.len(), batch.document_bytes());
         }
+        self.counters
+            .attachment_pulled(batch.bodies().map(|b| attachments::inline_bytes(b)).sum());
         batch.documents_json()
     }
 
@@ -315,7 +322,11 @@ impl Replication {
         );
         for (write, outcome) in writes.iter().zip(&outcomes) {
             match outcome {
-                WriteOutcome::Written(_) => self.counters.pushed(write.body.len()),
+                WriteOutcome::Written(_) => {
+                    self.counters.pushed(write.body.len());
+                    self.counters
+                        .attachment_pushed(attachments::inline_bytes(&write.body));
+                }
                 WriteOutcome::Rejected(_) => self.counters.rejected(),
                 WriteOutcome::Conflict => {}
             }
@@ -346,6 +357,44 @@ impl Replication {
                 (o, state)
             })
             .collect())
+    }
+
+    /// Places the attachments of documents to push (message or Object Store, uploading what
+    /// goes there) and returns the bodies to publish.
+    pub async fn encode_attachments(
+        &self,
+        documents: Vec<DocumentToEncode>,
+        buffers: &[&[u8]],
+    ) -> Result<Vec<Encoded>> {
+        let (conn, _) = self.connected().await?;
+        let result = self
+            .objects
+            .encode(&conn, &self.options, &self.counters, documents, buffers)
+            .await;
+        self.on_failure(result).await
+    }
+
+    /// Fetches (and checks) the objects that pulled documents reference.
+    pub async fn fetch_attachments(&self, wanted: &[WantedObject]) -> Result<Vec<Fetched>> {
+        let (conn, stream) = self.connected().await?;
+        let result = self
+            .objects
+            .fetch(&conn, &stream, &self.options, &self.counters, wanted)
+            .await;
+        self.on_failure(result).await
+    }
+
+    /// Removes the objects no document's newest revision references, older than `older_than`.
+    pub async fn remove_unreferenced_attachments(
+        &self,
+        older_than: Duration,
+    ) -> Result<CleanupReport> {
+        let (conn, stream) = self.connected().await?;
+        let result = self
+            .objects
+            .remove_unreferenced(&conn, &stream, &self.options, older_than)
+            .await;
+        self.on_failure(result).await
     }
 
     /// Starts the live feed unless it runs already.

@@ -13,6 +13,8 @@ pub struct Counters {
     bytes_pushed: AtomicU64,
     documents_rejected: AtomicU64,
     malformed_skipped: AtomicU64,
+    attachment_bytes_pulled: AtomicU64,
+    attachment_bytes_pushed: AtomicU64,
     /// The highest stream sequence handed to RxDB (pull or live).
     checkpoint: AtomicU64,
 }
@@ -31,6 +33,10 @@ pub struct Stats {
     pub documents_rejected: u64,
     /// Messages on the stream that are not valid documents, each skipped and reported once.
     pub malformed_skipped: u64,
+    /// Attachment content read: inline in the messages handed to RxDB, and objects fetched.
+    pub attachment_bytes_pulled: u64,
+    /// Attachment content written: inline in the messages written, and objects uploaded.
+    pub attachment_bytes_pushed: u64,
     /// Times the connection came back after a disconnect since the replication connected.
     pub reconnects: u64,
     /// The highest stream sequence handed to RxDB.
@@ -76,6 +82,18 @@ impl Counters {
             .fetch_add(messages as u64, Ordering::Relaxed);
     }
 
+    /// Bytes of attachment content read (inline or from the Object Store).
+    pub fn attachment_pulled(&self, bytes: u64) {
+        self.attachment_bytes_pulled
+            .fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes of attachment content written (inline or to the Object Store).
+    pub fn attachment_pushed(&self, bytes: u64) {
+        self.attachment_bytes_pushed
+            .fetch_add(bytes, Ordering::Relaxed);
+    }
+
     /// The counters now, with the connection's reconnects and the stream's last sequence.
     pub fn snapshot(&self, reconnects: u64, stream_last_sequence: Option<u64>) -> Stats {
         let checkpoint = self.checkpoint.load(Ordering::Relaxed);
@@ -86,6 +104,8 @@ impl Counters {
             bytes_pushed: self.bytes_pushed.load(Ordering::Relaxed),
             documents_rejected: self.documents_rejected.load(Ordering::Relaxed),
             malformed_skipped: self.malformed_skipped.load(Ordering::Relaxed),
+            attachment_bytes_pulled: self.attachment_bytes_pulled.load(Ordering::Relaxed),
+            attachment_bytes_pushed: self.attachment_bytes_pushed.load(Ordering::Relaxed),
             reconnects,
             checkpoint,
             stream_last_sequence,
@@ -124,12 +144,18 @@ mod tests {
         c.pushed(20);
         c.rejected();
         c.skipped(2);
+        c.attachment_pushed(5);
+        c.attachment_pulled(7);
         c.resumed_at(40);
         let s = c.snapshot(3, Some(40));
         assert_eq!((s.documents_pushed, s.bytes_pushed), (2, 120));
         assert_eq!(
             (s.documents_rejected, s.malformed_skipped, s.reconnects),
             (1, 2, 3)
+        );
+        assert_eq!(
+            (s.attachment_bytes_pushed, s.attachment_bytes_pulled),
+            (5, 7)
         );
         assert_eq!(s.lag, Some(0));
     }

@@ -150,7 +150,7 @@ async fn create_stream(
 /// A stream that cannot be created with `streamConfig.replicas` copies: on a server that is not
 /// clustered that is a mistake in the option; in a cluster with too few servers up it may pass
 /// (servers come back), so it stays `NATS_UNAVAILABLE` and is retried, naming the option.
-fn replicas_error(
+pub(crate) fn replicas_error(
     code: JsCode,
     replicas: usize,
     name: &str,

@@ -45,6 +45,7 @@ const replication: RxReplicationState<Person, NatsCheckpointType> = replicateNat
   push: { batchSize: 50, modifier: (doc) => doc, waitBeforePersist: () => Promise.resolve() },
   retryTime: 1000,
   streamConfig: { replicas: 1, storage: 'memory', allowDirect: true },
+  attachments: { bucket: 'people-files', inlineMaxBytes: 64 * 1024 },
 });
 const natsState: RxNatsReplicationState<Person> = replication as RxNatsReplicationState<Person>;
 replication.received$.subscribe((doc) => {
@@ -59,7 +60,7 @@ replication.error$.subscribe((err) => {
   const inner: unknown = err instanceof RxNatsError ? err : err.parameters?.errors?.[0];
   if (inner instanceof RxNatsError) {
     const code: RxNatsErrorCode = inner.code;
-    const where: string | undefined = inner.subject ?? inner.documentId;
+    const where: string | undefined = inner.subject ?? inner.documentId ?? inner.attachmentId;
     // @ts-expect-error not an error code of rxdb-nats-native
     if (inner.code === 'NATS_NO_SUCH_CODE') void 0;
     void [code, where];
@@ -68,6 +69,11 @@ replication.error$.subscribe((err) => {
 await replication.awaitInitialReplication();
 await natsState.cancel();
 const subject: string = subjectFor('app.people', 'a.b');
+const cleanup = await natsState.removeUnreferencedAttachments({ olderThanMs: 0 });
+const removed: number = cleanup.removed + cleanup.removedBytes + cleanup.incompleteUploads;
+const attachmentBytes: number = (await natsState.stats()).attachmentBytesPulled;
+// @ts-expect-error olderThanMs is a number of milliseconds
+natsState.removeUnreferencedAttachments({ olderThanMs: '1h' });
 
 // @ts-expect-error the state of another document type
 const other: RxReplicationState<{ sku: number }, NatsCheckpointType> = replicateNats(base);
@@ -80,6 +86,10 @@ replicateNats({ ...base, connection: { servers: 'nats://127.0.0.1:4222', authent
 replicateNats({ ...base, streamName: 42 });
 // @ts-expect-error pull.batchSize must be a number
 replicateNats({ ...base, pull: { batchSize: '100' } });
+// @ts-expect-error attachments.inlineMaxBytes is a number of bytes
+replicateNats({ ...base, attachments: { inlineMaxBytes: '256k' } });
+// @ts-expect-error unknown attachments option
+replicateNats({ ...base, attachments: { bukket: 'files' } });
 // @ts-expect-error a storage JetStream does not have
 replicateNats({ ...base, streamConfig: { storage: 'disk' } });
 // @ts-expect-error subjectPrefix is required
@@ -90,4 +100,4 @@ replicateNats({ ...base, push: { modifier: (doc) => doc.sku } });
 replicateNats({ ...base, pull: { modifier: () => ({ sku: 1 }) } });
 
 const typedOptions: NatsSyncOptions<Person> = base;
-void [subject, other, typedOptions];
+void [subject, other, typedOptions, removed, attachmentBytes];
