@@ -1,0 +1,63 @@
+// What a release promises besides the code: one version in every package, the metadata npm shows
+// (license, repository, engines) and platform packages whose os/cpu/libc npm can choose by.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { repoRoot } from './harness/package.mjs';
+import { syncVersions, SHARED_FIELDS } from '../scripts/version-sync.mjs';
+
+const readJson = (...parts) => JSON.parse(fs.readFileSync(path.join(repoRoot, ...parts), 'utf8'));
+const pkg = readJson('package.json');
+const platformDirs = fs.readdirSync(path.join(repoRoot, 'npm')).sort();
+
+test('package.json, every npm/* package, Cargo.toml and Cargo.lock have one version, and version:sync brings a drifted one back', () => {
+  assert.deepEqual(syncVersions(), [], 'npm run version:sync -- --check');
+  const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'rxdb-nats-version-'));
+  try {
+    for (const file of ['package.json', 'npm', 'Cargo.toml', 'Cargo.lock', 'native.js']) {
+      fs.cpSync(path.join(repoRoot, file), path.join(copy, file), { recursive: true });
+    }
+    const arm = path.join(copy, 'npm', 'linux-arm64-gnu', 'package.json');
+    fs.writeFileSync(arm, JSON.stringify({ ...JSON.parse(fs.readFileSync(arm, 'utf8')), version: '9.9.9' }, null, 2));
+    const toml = path.join(copy, 'Cargo.toml');
+    fs.writeFileSync(toml, fs.readFileSync(toml, 'utf8').replace(/^version = ".*"$/m, 'version = "9.9.9"'));
+    assert.deepEqual(syncVersions({ root: copy }).map((d) => d.file), ['npm/linux-arm64-gnu/package.json', 'Cargo.toml']);
+    syncVersions({ root: copy, write: true });
+    assert.deepEqual(syncVersions({ root: copy }), []);
+    assert.equal(JSON.parse(fs.readFileSync(arm, 'utf8')).version, pkg.version);
+  } finally {
+    fs.rmSync(copy, { recursive: true, force: true });
+  }
+  assert.match(pkg.scripts.version, /^node scripts\/version-sync\.mjs && npm run build && git add /, 'npm version runs the sync');
+});
+
+test('the MIT LICENSE and the metadata npm shows are in every package', () => {
+  const license = fs.readFileSync(path.join(repoRoot, 'LICENSE'), 'utf8');
+  assert.match(license, /^MIT License\n\nCopyright \(c\) 2026 rxdb-nats-native contributors\n/);
+  assert.equal(pkg.license, 'MIT');
+  assert.match(pkg.repository.url, /^git\+https:\/\/github\.com\/[^/]+\/rxdb-nats-native\.git$/);
+  assert.equal(pkg.homepage, `${pkg.repository.url.replace(/^git\+/, '').replace(/\.git$/, '')}#readme`);
+  assert.equal(pkg.bugs.url, `${pkg.repository.url.replace(/^git\+/, '').replace(/\.git$/, '')}/issues`);
+  assert.ok(pkg.keywords.includes('rxdb') && pkg.keywords.includes('nats'));
+  for (const dir of platformDirs) {
+    const manifest = readJson('npm', dir, 'package.json');
+    for (const key of SHARED_FIELDS) assert.deepEqual(manifest[key], pkg[key], `npm/${dir} ${key}`);
+  }
+});
+
+test('each platform package names the os, cpu and libc npm chooses it by', () => {
+  assert.equal(platformDirs.length, pkg.napi.targets.length, 'one npm/ package per napi target');
+  for (const dir of platformDirs) {
+    const [osName, cpu, abi] = dir.split('-');
+    const manifest = readJson('npm', dir, 'package.json');
+    assert.equal(manifest.name, `rxdb-nats-native-${dir}`);
+    assert.deepEqual(manifest.os, [osName], `npm/${dir} os`);
+    assert.deepEqual(manifest.cpu, [cpu], `npm/${dir} cpu`);
+    // Without libc, npm would install a glibc and a musl package side by side.
+    assert.deepEqual(manifest.libc, osName === 'linux' ? [{ gnu: 'glibc', musl: 'musl' }[abi]] : undefined, `npm/${dir} libc`);
+    assert.deepEqual(manifest.files, [`${pkg.napi.binaryName}.${dir}.node`]);
+    assert.equal(manifest.main, `${pkg.napi.binaryName}.${dir}.node`);
+  }
+});
