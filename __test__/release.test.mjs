@@ -1,5 +1,6 @@
 // What a release promises besides the code: one version in every package, the metadata npm shows
-// (license, repository, engines) and platform packages whose os/cpu/libc npm can choose by.
+// (license, repository, engines), platform packages whose os/cpu/libc npm can choose by, and an
+// ELF check that rejects a wrong binary.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -7,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { repoRoot } from './harness/package.mjs';
 import { syncVersions, SHARED_FIELDS } from '../scripts/version-sync.mjs';
+import { checkElf } from '../scripts/elf.mjs';
 
 const readJson = (...parts) => JSON.parse(fs.readFileSync(path.join(repoRoot, ...parts), 'utf8'));
 const pkg = readJson('package.json');
@@ -60,4 +62,14 @@ test('each platform package names the os, cpu and libc npm chooses it by', () =>
     assert.deepEqual(manifest.files, [`${pkg.napi.binaryName}.${dir}.node`]);
     assert.equal(manifest.main, `${pkg.napi.binaryName}.${dir}.node`);
   }
+});
+
+test('the ELF check takes this machine\'s binary for linux-x64-gnu and rejects it for another architecture or C library', () => {
+  const binary = path.join(repoRoot, `${pkg.napi.binaryName}.linux-x64-gnu.node`);
+  assert.ok(fs.existsSync(binary), 'npm run build made the binary');
+  const ok = checkElf(binary, 'linux-x64-gnu');
+  assert.ok(ok.needed.includes('libc.so.6'));
+  assert.throws(() => checkElf(binary, 'linux-arm64-gnu'), /is not a linux-arm64-gnu binary: machine Advanced Micro Devices X86-64, not AArch64/);
+  assert.throws(() => checkElf(binary, 'linux-x64-musl'), /does not link musl .*; links glibc's .*libc\.so\.6.*; needs GLIBC_ symbol versions/);
+  assert.throws(() => checkElf(path.join(repoRoot, 'package.json'), 'linux-x64-gnu'), /readelf -h .* failed/);
 });
