@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startNatsServer } from './harness/nats-server.mjs';
-import { installConsumer } from './harness/package.mjs';
+import { installConsumer, packedManifest } from './harness/package.mjs';
 
 let server;
 let consumer;
@@ -39,6 +39,13 @@ test('the packed packages install offline into a fresh project without Rust', ()
     assert.ok(main.includes(file), `${file} is in the main package`);
   }
   assert.deepEqual(main.filter((f) => f.endsWith('.node')), [], 'the main package carries no binary');
+  assert.ok(main.includes('package/LICENSE'), 'the main package carries the LICENSE');
+  // The repository's package.json has no optionalDependencies (npm ci needs a lock that has them all);
+  // the published one names every platform package, at the same version.
+  const manifest = packedManifest(consumer.packed.main);
+  const platforms = fs.readdirSync(new URL('../npm', import.meta.url)).map((dir) => `rxdb-nats-native-${dir}`).sort();
+  assert.deepEqual(manifest.optionalDependencies, Object.fromEntries(platforms.map((name) => [name, manifest.version])));
+  assert.ok(tarballFiles(consumer.packed.platform).includes('package/LICENSE'), 'the platform package carries the LICENSE');
   const binary = `package/rxdb-nats-native.${consumer.packed.platformDir}.node`;
   assert.ok(tarballFiles(consumer.packed.platform).includes(binary), `${binary} is in the platform package`);
 

@@ -15,7 +15,7 @@ const { natsServerBin } = require('../scripts/nats-server.cjs');
 // Everything but this file, the other packaging tests, the minute-long outage and soak, and the
 // files about the server and the connection rather than RxDB (cluster, TLS/auth, secrets).
 const SKIP = new Set([
-  'rxdb16.test.mjs', 'install.test.mjs', 'types.test.mjs', 'outage.test.mjs', 'soak.test.mjs',
+  'rxdb16.test.mjs', 'install.test.mjs', 'types.test.mjs', 'registry.test.mjs', 'release.test.mjs', 'outage.test.mjs', 'soak.test.mjs',
   'cluster.test.mjs', 'security.test.mjs', 'secrets.test.mjs',
   'attachments-rxdb16-17.test.mjs', // runs RxDB 16 next to 17 by itself
 ]);

@@ -15,6 +15,8 @@ const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const NOT_HERE = {
   'outage.test.mjs': 'a minute-long outage; reconnect logic is client-side and runs on 2.15.1',
   'install.test.mjs': 'installs the packed package; no server-version behaviour',
+  'registry.test.mjs': 'publishes and installs the packages through a local registry; no server-version behaviour',
+  'release.test.mjs': 'package metadata and the release workflow; no server',
   'types.test.mjs': 'type-checks only',
   'soak.test.mjs': 'minutes of updates; memory and consumers do not depend on the server version',
   'rxdb16.test.mjs': 'the suite again on RxDB 16; the RxDB version, not the server, is what differs',

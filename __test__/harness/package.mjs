@@ -95,9 +95,14 @@ function lockFor(roots, registry) {
   return packages;
 }
 
+/** The package.json inside a packed tarball (the published one: pack-local adds the optionalDependencies). */
+export function packedManifest(tarball) {
+  return JSON.parse(execFileSync('tar', ['-xzOf', tarball, 'package/package.json'], { encoding: 'utf8' }));
+}
+
 /** The lock entry of a packed tarball, so that npm trusts the lock and resolves nothing. */
-function tarballEntry(project, tarball, manifestFile) {
-  const manifest = JSON.parse(fs.readFileSync(manifestFile, 'utf8'));
+function tarballEntry(project, tarball) {
+  const manifest = packedManifest(tarball);
   const entry = {
     version: manifest.version,
     resolved: `file:${path.relative(project, tarball).split(path.sep).join('/')}`,
@@ -122,12 +127,8 @@ export function installConsumer(deps = { rxdb: 'node_modules/rxdb', rxjs: 'node_
   const packed = packLocal(path.join(dir, 'tarballs'));
   const registry = execFileSync('npm', ['config', 'get', 'registry'], { cwd: project, env, encoding: 'utf8' }).trim();
   const lockPackages = lockFor(deps, registry);
-  lockPackages['node_modules/rxdb-nats-native'] = tarballEntry(project, packed.main, path.join(repoRoot, 'package.json'));
-  lockPackages[`node_modules/${packed.platformName}`] = tarballEntry(
-    project,
-    packed.platform,
-    path.join(repoRoot, 'npm', packed.platformDir, 'package.json')
-  );
+  lockPackages['node_modules/rxdb-nats-native'] = tarballEntry(project, packed.main);
+  lockPackages[`node_modules/${packed.platformName}`] = tarballEntry(project, packed.platform);
   const dependencies = {
     'rxdb-nats-native': `file:${packed.main}`,
     [packed.platformName]: `file:${packed.platform}`,
