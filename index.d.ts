@@ -237,6 +237,13 @@ export type RxNatsErrorCode =
   | 'NATS_ATTACHMENT_MISSING'
   /** An attachment's data does not match its size or SHA-256 (the document is skipped). */
   | 'NATS_ATTACHMENT_CORRUPT'
+  /**
+   * The running RxDB lacks an internal the race guards rely on (named in the message, with the
+   * RxDB version): replication goes on without them.
+   */
+  | 'NATS_RXDB_UNSUPPORTED'
+  /** A bug in rxdb-nats-native's native code (a panic), caught: the message says where. */
+  | 'NATS_INTERNAL'
   /** Thrown when the package loads and the platform package with the binary is missing. */
   | 'NATS_NATIVE_MISSING';
 

@@ -11,10 +11,11 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 
 /** The native half of one replication. */
 export declare class NativeReplication {
-  /** Options JSON as checked by `validateOptions`; `retryTimeMs` paces the live feed's retries. */
+  /**
+   * Options JSON as checked by `validateOptions`; `retryTimeMs` paces the live feed's retries.
+   * Throws an `Error` whose `code` is the error's code (`NATS_INVALID_OPTION`).
+   */
   constructor(optionsJson: string, retryTimeMs: number)
-  /** Connects and checks the stream; resolves `{"ok":true}` or an error. */
-  connect(): Promise<string>
   /** Resolves `{"ok":{"documents":[...],"sequences":[...],"checkpoint":N,"skipped":[errors]}}`. */
   pull(checkpoint: number, batchSize: number): Promise<string>
   /**
@@ -31,10 +32,11 @@ export declare class NativeReplication {
   readCurrent(ids: Array<string>): Promise<string>
   /**
    * Publishes `bodies[i]` (JSON) as document `ids[i]`, expecting its subject at
-   * `expected[i]` (0: must not exist). Resolves `{"ok":[{"written":seq} |
-   * {"conflict":{"sequence":N,"document":{..}|null}|null} | {"rejected":{code,message}}]}`.
+   * `expected[i]` (0: must not exist); `conflictsFound` conflicts of this batch were decided
+   * before. Resolves `{"ok":[{"written":seq} | {"conflict":{"sequence":N,"document":{..}}} |
+   * {"rejected":{code,message}}]}`.
    */
-  publish(ids: Array<string>, bodies: Array<string>, expected: Array<number>): Promise<string>
+  publish(ids: Array<string>, bodies: Array<string>, expected: Array<number>, conflictsFound: number): Promise<string>
   /**
    * Encodes documents with attachments for the stream: `documentsJson` is
    * `[{id, body, attachments: [{id, source: {buffer: n} | {base64} | {ref}}]}]`, where

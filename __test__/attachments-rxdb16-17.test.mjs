@@ -10,8 +10,8 @@ import { RxDBAttachmentsPlugin as Attachments16 } from 'rxdb-16/plugins/attachme
 import { getRxStorageMemory as memory17 } from 'rxdb/plugins/storage-memory';
 import { getRxStorageMemory as memory16 } from 'rxdb-16/plugins/storage-memory';
 import * as replication16 from 'rxdb-16/plugins/replication';
-import { RxDBLeaderElectionPlugin as LeaderElection16 } from 'rxdb-16/plugins/leader-election';
-import { Subject } from 'rxjs';
+import * as leaderElection16 from 'rxdb-16/plugins/leader-election';
+import * as rxjs from 'rxjs';
 import { replicateNats } from 'rxdb-nats-native';
 import glue from '../js/replicate.cjs';
 import { startNatsServer } from './harness/nats-server.mjs';
@@ -20,12 +20,10 @@ import { personSchema, uniqueName, waitFor, codeOf } from './harness/rxdb.mjs';
 rx17.addRxPlugin(Attachments17);
 rx16.addRxPlugin(Attachments16);
 const { replicateNats: replicateNats16 } = glue.createReplicateNats({
-  RxReplicationState: replication16.RxReplicationState,
-  startReplicationOnLeaderShip: replication16.startReplicationOnLeaderShip,
-  addRxPlugin: rx16.addRxPlugin,
-  RxDBLeaderElectionPlugin: LeaderElection16,
-  Subject,
-  RXDB_VERSION: rx16.RXDB_VERSION,
+  rxdb: rx16,
+  replication: replication16,
+  leaderElection: leaderElection16,
+  rxjs,
 });
 
 test('RxDB 16 and RxDB 17 clients read each other\'s attachments, inline and from the Object Store', async () => {

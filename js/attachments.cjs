@@ -8,6 +8,8 @@
  * and back and decides where to look for it; placing, uploading and fetching are native.
  */
 
+const { localDocuments: storedDocuments, storedAttachmentData } = require('./rxdb-internals.cjs');
+
 const DATA = '_attachments_data';
 const REFS = '_attachments_refs';
 
@@ -102,7 +104,7 @@ function createAttachmentCodec({ nat, collection, deletedField, rxdbVersion, unw
     const attachment = local && local._attachments && local._attachments[attachmentId];
     if (!attachment || attachment.digest !== digest) return undefined;
     try {
-      return await collection.storageInstance.getAttachmentData(id, attachmentId, digest);
+      return await storedAttachmentData(collection, id, attachmentId, digest);
     } catch {
       return undefined; // removed meanwhile: look elsewhere
     }
@@ -110,7 +112,7 @@ function createAttachmentCodec({ nat, collection, deletedField, rxdbVersion, unw
 
   async function localDocuments(ids) {
     if (ids.length === 0) return new Map();
-    const docs = await collection.storageInstance.findDocumentsById(ids, true);
+    const docs = await storedDocuments(collection, ids);
     return new Map(docs.map((doc) => [doc[primaryPath], doc]));
   }
 
@@ -179,7 +181,7 @@ function createAttachmentCodec({ nat, collection, deletedField, rxdbVersion, unw
         let data = attachment.data;
         if (data == null) {
           source = onServer.get(`${attachment.digest}/${attachment.length}`);
-          if (!source) data = await collection.storageInstance.getAttachmentData(id, attachmentId, attachment.digest);
+          if (!source) data = await storedAttachmentData(collection, id, attachmentId, attachment.digest);
         }
         const stub = stubOf(attachment);
         if (!source) {

@@ -218,40 +218,47 @@ pub fn assemble(
         .sum();
     let mut out = String::with_capacity(body.len() + data_len + refs.len() * 256 + 64);
     out.push_str(open);
-    let mut first_field = open.trim_end().ends_with('{');
-    let json = |s: &str| serde_json::to_string(s).map_err(|e| e.to_string());
-    if !inline.is_empty() {
-        out.push_str(if first_field { "" } else { "," });
-        first_field = false;
-        out.push_str(&json(DATA_FIELD)?);
-        out.push_str(":{");
-        for (i, (id, data)) in inline.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(&json(id)?);
-            out.push_str(":\"");
-            STANDARD.encode_string(data, &mut out);
-            out.push('"');
-        }
-        out.push('}');
-    }
-    if !refs.is_empty() {
-        out.push_str(if first_field { "" } else { "," });
-        out.push_str(&json(REFS_FIELD)?);
-        out.push_str(":{");
-        for (i, (id, reference)) in refs.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(&json(id)?);
-            out.push(':');
-            out.push_str(&serde_json::to_string(reference).map_err(|e| e.to_string())?);
-        }
-        out.push('}');
-    }
+    push_object_field(&mut out, DATA_FIELD, inline, |out, data| {
+        out.push('"');
+        STANDARD.encode_string(data, out);
+        out.push('"');
+        Ok(())
+    })?;
+    push_object_field(&mut out, REFS_FIELD, refs, |out, reference| {
+        out.push_str(&serde_json::to_string(reference).map_err(|e| e.to_string())?);
+        Ok(())
+    })?;
     out.push('}');
     Ok(out)
+}
+
+/// Appends the field `field` (after a comma unless it is the object's first) whose value is an
+/// object of `entries`, each value written by `value`; nothing when `entries` is empty.
+fn push_object_field<T>(
+    out: &mut String,
+    field: &str,
+    entries: &[(&str, T)],
+    mut value: impl FnMut(&mut String, &T) -> Result<(), String>,
+) -> Result<(), String> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let json = |s: &str| serde_json::to_string(s).map_err(|e| e.to_string());
+    if !out.trim_end().ends_with('{') {
+        out.push(',');
+    }
+    out.push_str(&json(field)?);
+    out.push_str(":{");
+    for (i, (id, entry)) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&json(id)?);
+        out.push(':');
+        value(out, entry)?;
+    }
+    out.push('}');
+    Ok(())
 }
 
 /// Bytes a base64 text decodes to (padding aware; the text is not checked).

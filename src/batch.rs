@@ -302,6 +302,19 @@ impl DocumentShape {
     }
 }
 
+/// A batch as RxDB gets it, from a pull or the live feed.
+#[derive(Debug)]
+pub(crate) struct HandedBatch {
+    /// JSON array of the documents, newest revision of each.
+    pub documents_json: String,
+    /// The stream sequence of each document.
+    pub sequences: Vec<u64>,
+    /// Stream sequence of the last message read.
+    pub checkpoint: u64,
+    /// Messages that were skipped and not reported before.
+    pub skipped: Vec<ReplicationError>,
+}
+
 /// One batch under construction, in stream order.
 #[derive(Debug, Default)]
 pub struct BatchBuilder {
@@ -324,10 +337,6 @@ impl BatchBuilder {
     /// Number of distinct documents so far.
     pub fn len(&self) -> usize {
         self.slot_of.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.slot_of.is_empty()
     }
 
     /// Takes one message; messages at or below the checkpoint are replays and are ignored.
@@ -438,6 +447,17 @@ impl ReportedOnce {
     }
 }
 
+/// The shape of documents `app.docs.<id>` with key `id`, for tests.
+#[cfg(test)]
+pub(crate) fn test_shape() -> DocumentShape {
+    DocumentShape {
+        subject_prefix: "app.docs".into(),
+        primary_path: "id".into(),
+        deleted_field: "_deleted".into(),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,14 +475,7 @@ mod tests {
         assert!(err.message.contains("deeper than 128"), "{}", err.message);
     }
 
-    fn shape() -> DocumentShape {
-        DocumentShape {
-            subject_prefix: "app.docs".into(),
-            primary_path: "id".into(),
-            deleted_field: "_deleted".into(),
-            ..Default::default()
-        }
-    }
+    use super::test_shape as shape;
 
     fn body(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())

@@ -33,6 +33,8 @@ pub enum ErrorCode {
     Unavailable,
     /// The replication was cancelled; the call did nothing.
     Closed,
+    /// A bug: native code failed where it should not (a panic, an answer it could not encode).
+    Internal,
     /// An attachment's data is on neither the message nor the Object Store (object deleted,
     /// bucket gone, or written by a client that does not carry attachment data).
     AttachmentMissing,
@@ -57,6 +59,7 @@ impl ErrorCode {
             ErrorCode::ModifierFailed => "NATS_MODIFIER_FAILED",
             ErrorCode::Unavailable => "NATS_UNAVAILABLE",
             ErrorCode::Closed => "NATS_CLOSED",
+            ErrorCode::Internal => "NATS_INTERNAL",
             ErrorCode::AttachmentMissing => "NATS_ATTACHMENT_MISSING",
             ErrorCode::AttachmentCorrupt => "NATS_ATTACHMENT_CORRUPT",
         }

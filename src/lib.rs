@@ -6,35 +6,38 @@
 //! the JS glue turns the latter into an `Error` with a stable `code` (napi-rs async functions
 //! cannot reject with a custom code).
 
-pub mod attachments;
-pub mod batch;
-pub mod connection;
-pub mod direct;
-pub mod error;
-pub mod live;
-pub mod log;
-pub mod objects;
-pub mod options;
-pub mod pull;
-pub mod push;
-pub mod replication;
-pub mod schema;
-pub mod stats;
-pub mod stream;
-pub mod subject;
+mod attachments;
+mod batch;
+mod connection;
+mod direct;
+mod error;
+mod live;
+mod log;
+mod objects;
+mod options;
+mod pull;
+mod push;
+mod replication;
+mod schema;
+mod stats;
+mod stream;
+mod subject;
 #[cfg(test)]
 mod test_server;
 
-use batch::Modified;
+use batch::{HandedBatch, Modified};
 use bytes::Bytes;
 use error::ReplicationError;
+use futures::FutureExt;
 use live::LiveEvent;
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 use objects::{Encoded, Fetched};
 use options::ReplicationOptions;
-use replication::Replication;
+use replication::{Pushed, Replication};
 use serde_json::value::RawValue;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -140,15 +143,69 @@ fn ok_json(value: impl serde::Serialize) -> String {
     serde_json::to_string(&Answer { ok: value }).unwrap_or_else(internal)
 }
 
+/// Splits results into `{"ok":[outcome...]}` and, beside it, what goes to JS as is (bodies,
+/// buffers: too large for JSON), one per result at the same index.
+fn outcomes_beside<T, J: serde::Serialize, P>(
+    results: Vec<T>,
+    split: impl Fn(T) -> (J, P),
+) -> (String, Vec<P>) {
+    let (outcomes, payloads): (Vec<J>, Vec<P>) = results.into_iter().map(split).unzip();
+    (ok_json(outcomes), payloads)
+}
+
+/// An argument the glue passes as JSON; a glue bug when it does not parse (answered as
+/// `NATS_INTERNAL`).
+fn parse_arg<'a, T: serde::Deserialize<'a>>(
+    call: &str,
+    json: &'a str,
+) -> std::result::Result<T, String> {
+    serde_json::from_str(json).map_err(|e| internal(format!("{call}(): {e}")))
+}
+
 fn error_json(err: &ReplicationError) -> String {
     serde_json::to_string(&Failure { error: err }).unwrap_or_else(internal)
 }
 
+/// A `NATS_INTERNAL` answer, written by hand: it is what is left when encoding one failed.
 fn internal(e: impl std::fmt::Display) -> String {
     format!(
-        r#"{{"error":{{"code":"NATS_INTERNAL","message":{:?}}}}}"#,
-        e.to_string()
+        r#"{{"error":{{"code":"{}","message":{}}}}}"#,
+        error::ErrorCode::Internal.as_str(),
+        serde_json::Value::String(e.to_string())
     )
+}
+
+/// Runs the future of an exported call; a panic in it becomes `on_panic(message)` (a
+/// `NATS_INTERNAL` answer), not the end of the Node process.
+async fn guarded<T>(
+    call: &str,
+    future: impl Future<Output = T>,
+    on_panic: impl FnOnce(String) -> T,
+) -> T {
+    match AssertUnwindSafe(future).catch_unwind().await {
+        Ok(answer) => answer,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_string());
+            tracing::error!(call, "panic: {message}");
+            on_panic(format!(
+                "rxdb-nats-native failed inside {call}() ({message}); this is a bug, please \
+                 report it. The replication retries the call"
+            ))
+        }
+    }
+}
+
+fn batch_json(batch: HandedBatch) -> BatchJson {
+    BatchJson {
+        documents: raw(batch.documents_json),
+        sequences: batch.sequences,
+        checkpoint: batch.checkpoint,
+        skipped: batch.skipped,
+    }
 }
 
 fn raw(json: String) -> Box<RawValue> {
@@ -174,14 +231,17 @@ pub fn validate_options(options_json: String) -> Option<String> {
 /// `{"ok":{messagesBefore, messagesAfter, maxMsgsPerSubject}}` or `{"error":{..}}`.
 #[napi]
 pub async fn compact_stream(options_json: String) -> String {
-    let options = match options::CompactOptions::from_json(&options_json) {
-        Ok(options) => options,
-        Err(e) => return error_json(&e),
+    let compact = async {
+        let options = match options::CompactOptions::from_json(&options_json) {
+            Ok(options) => options,
+            Err(e) => return error_json(&e),
+        };
+        match stream::compact_with(&options).await {
+            Ok(done) => ok_json(done),
+            Err(e) => error_json(&e),
+        }
     };
-    match stream::compact_with(&options).await {
-        Ok(done) => ok_json(done),
-        Err(e) => error_json(&e),
-    }
+    guarded("compactStream", compact, internal).await
 }
 
 /// The subject that stores document `id` under `prefix` (ids a subject token cannot carry are
@@ -200,41 +260,31 @@ pub struct NativeReplication {
 #[napi]
 impl NativeReplication {
     /// Options JSON as checked by `validateOptions`; `retryTimeMs` paces the live feed's retries.
+    /// Throws an `Error` whose `code` is the error's code (`NATS_INVALID_OPTION`).
     #[napi(constructor)]
-    pub fn new(options_json: String, retry_time_ms: u32) -> napi::Result<Self> {
+    pub fn new(options_json: String, retry_time_ms: u32) -> napi::Result<Self, &'static str> {
         let options = ReplicationOptions::from_json(&options_json)
-            .map_err(|e| napi::Error::new(napi::Status::InvalidArg, e.to_string()))?;
+            .map_err(|e| napi::Error::new(e.code.as_str(), e.message))?;
         let retry = Duration::from_millis(retry_time_ms.max(10) as u64);
         Ok(NativeReplication {
             core: Arc::new(Replication::new(options, retry)),
         })
     }
 
-    /// Connects and checks the stream; resolves `{"ok":true}` or an error.
-    #[napi]
-    pub async fn connect(&self) -> String {
-        match self.core.connected().await {
-            Ok(_) => ok_json(true),
-            Err(e) => error_json(&e),
-        }
-    }
-
     /// Resolves `{"ok":{"documents":[...],"sequences":[...],"checkpoint":N,"skipped":[errors]}}`.
     #[napi]
     pub async fn pull(&self, checkpoint: f64, batch_size: u32) -> String {
-        match self
-            .core
-            .pull(checkpoint.max(0.0) as u64, batch_size as usize)
-            .await
-        {
-            Ok(batch) => ok_json(BatchJson {
-                documents: raw(batch.documents_json),
-                sequences: batch.sequences,
-                checkpoint: batch.checkpoint,
-                skipped: batch.skipped,
-            }),
-            Err(e) => error_json(&e),
-        }
+        let pull = async {
+            match self
+                .core
+                .pull(checkpoint.max(0.0) as u64, batch_size as usize)
+                .await
+            {
+                Ok(batch) => ok_json(batch_json(batch)),
+                Err(e) => error_json(&e),
+            }
+        };
+        guarded("pull", pull, internal).await
     }
 
     /// Checks the documents of a pulled batch as `pull.modifier` made them against the
@@ -243,9 +293,9 @@ impl NativeReplication {
     /// `{"ok":{"keep":[bool..],"skipped":[errors]}}`.
     #[napi]
     pub fn screen_modified(&self, modified_json: String) -> String {
-        let input: ModifiedJson = match serde_json::from_str(&modified_json) {
+        let input: ModifiedJson = match parse_arg("screenModified", &modified_json) {
             Ok(input) => input,
-            Err(e) => return internal(format!("screenModified(): {e}")),
+            Err(answer) => return answer,
         };
         let n = input.ids.len();
         if input.documents.len() != n || input.sequences.len() != n || input.failures.len() != n {
@@ -273,48 +323,56 @@ impl NativeReplication {
     /// `document` is null when the server holds something that is not a valid document.
     #[napi]
     pub async fn read_current(&self, ids: Vec<String>) -> String {
-        match self.core.read_current(&ids).await {
-            Ok(states) => ok_json(states.into_iter().map(state_json).collect::<Vec<_>>()),
-            Err(e) => error_json(&e),
-        }
+        let call = async {
+            match self.core.read_current(&ids).await {
+                Ok(states) => ok_json(states.into_iter().map(state_json).collect::<Vec<_>>()),
+                Err(e) => error_json(&e),
+            }
+        };
+        guarded("readCurrent", call, internal).await
     }
 
     /// Publishes `bodies[i]` (JSON) as document `ids[i]`, expecting its subject at
-    /// `expected[i]` (0: must not exist). Resolves `{"ok":[{"written":seq} |
-    /// {"conflict":{"sequence":N,"document":{..}|null}|null} | {"rejected":{code,message}}]}`.
+    /// `expected[i]` (0: must not exist); `conflictsFound` conflicts of this batch were decided
+    /// before. Resolves `{"ok":[{"written":seq} | {"conflict":{"sequence":N,"document":{..}}} |
+    /// {"rejected":{code,message}}]}`.
     #[napi]
     pub async fn publish(
         &self,
         ids: Vec<String>,
         bodies: Vec<String>,
         expected: Vec<f64>,
+        conflicts_found: u32,
     ) -> String {
-        if ids.len() != bodies.len() || ids.len() != expected.len() {
-            return internal("publish(): ids, bodies and expected differ in length");
-        }
-        let writes: Vec<push::Write> = ids
-            .into_iter()
-            .zip(bodies)
-            .zip(expected)
-            .map(|((id, body), seq)| push::Write {
-                id,
-                body: Bytes::from(body),
-                expected_sequence: seq.max(0.0) as u64,
-            })
-            .collect();
-        match self.core.publish(&writes).await {
-            Ok(results) => ok_json(
-                results
-                    .into_iter()
-                    .map(|(outcome, state)| match outcome {
-                        push::WriteOutcome::Written(seq) => WriteJson::Written(seq),
-                        push::WriteOutcome::Conflict => WriteJson::Conflict(state_json(state)),
-                        push::WriteOutcome::Rejected(e) => WriteJson::Rejected(e),
-                    })
-                    .collect::<Vec<_>>(),
-            ),
-            Err(e) => error_json(&e),
-        }
+        let call = async {
+            if ids.len() != bodies.len() || ids.len() != expected.len() {
+                return internal("publish(): ids, bodies and expected differ in length");
+            }
+            let writes: Vec<push::Write> = ids
+                .into_iter()
+                .zip(bodies)
+                .zip(expected)
+                .map(|((id, body), seq)| push::Write {
+                    id,
+                    body: Bytes::from(body),
+                    expected_sequence: seq.max(0.0) as u64,
+                })
+                .collect();
+            match self.core.publish(writes, conflicts_found as usize).await {
+                Ok(results) => ok_json(
+                    results
+                        .into_iter()
+                        .map(|pushed| match pushed {
+                            Pushed::Written(seq) => WriteJson::Written(seq),
+                            Pushed::Conflict(state) => WriteJson::Conflict(state_json(Some(state))),
+                            Pushed::Rejected(e) => WriteJson::Rejected(e),
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+                Err(e) => error_json(&e),
+            }
+        };
+        guarded("publish", call, internal).await
     }
 
     /// Encodes documents with attachments for the stream: `documentsJson` is
@@ -330,34 +388,24 @@ impl NativeReplication {
             outcomes,
             bodies: Vec::new(),
         };
-        let documents = match serde_json::from_str(&documents_json) {
-            Ok(documents) => documents,
-            Err(e) => return failed(internal(format!("encodeAttachments(): {e}"))),
-        };
-        let slices: Vec<&[u8]> = buffers.iter().map(|b| b.as_ref()).collect();
-        match self.core.encode_attachments(documents, &slices).await {
-            Ok(encoded) => {
-                let mut bodies = Vec::with_capacity(encoded.len());
-                let outcomes: Vec<EncodedJson> = encoded
-                    .into_iter()
-                    .map(|e| match e {
-                        Encoded::Body(body) => {
-                            bodies.push(body);
-                            EncodedJson::Body
-                        }
-                        Encoded::Rejected(err) => {
-                            bodies.push(String::new());
-                            EncodedJson::Rejected(err)
-                        }
-                    })
-                    .collect();
-                EncodedAttachments {
-                    outcomes: ok_json(outcomes),
-                    bodies,
+        let call = async {
+            let documents = match parse_arg("encodeAttachments", &documents_json) {
+                Ok(d) => d,
+                Err(e) => return failed(e),
+            };
+            let slices: Vec<&[u8]> = buffers.iter().map(|b| b.as_ref()).collect();
+            match self.core.encode_attachments(documents, &slices).await {
+                Ok(encoded) => {
+                    let (outcomes, bodies) = outcomes_beside(encoded, |e| match e {
+                        Encoded::Body(body) => (EncodedJson::Body, body),
+                        Encoded::Rejected(err) => (EncodedJson::Rejected(err), String::new()),
+                    });
+                    EncodedAttachments { outcomes, bodies }
                 }
+                Err(e) => failed(error_json(&e)),
             }
-            Err(e) => failed(error_json(&e)),
-        }
+        };
+        guarded("encodeAttachments", call, |m| failed(internal(m))).await
     }
 
     /// Fetches the objects `wantedJson` (`[{documentId, attachmentId, sequence?, ref}]`) names,
@@ -368,48 +416,40 @@ impl NativeReplication {
             outcomes,
             data: Vec::new(),
         };
-        let wanted: Vec<objects::WantedObject> = match serde_json::from_str(&wanted_json) {
-            Ok(wanted) => wanted,
-            Err(e) => return failed(internal(format!("fetchAttachments(): {e}"))),
-        };
-        match self.core.fetch_attachments(&wanted).await {
-            Ok(fetched) => {
-                let mut data = Vec::with_capacity(fetched.len());
-                let outcomes: Vec<FetchedJson> = fetched
-                    .into_iter()
-                    .map(|f| match f {
-                        Fetched::Data(bytes) => {
-                            data.push(Buffer::from(bytes));
-                            FetchedJson::Data
-                        }
-                        Fetched::Superseded => {
-                            data.push(Buffer::from(Vec::new()));
-                            FetchedJson::Superseded
-                        }
-                        Fetched::Failed(err) => {
-                            data.push(Buffer::from(Vec::new()));
-                            FetchedJson::Error(err)
-                        }
-                    })
-                    .collect();
-                FetchedAttachments {
-                    outcomes: ok_json(outcomes),
-                    data,
+        let call = async {
+            let wanted: Vec<objects::WantedObject> =
+                match parse_arg("fetchAttachments", &wanted_json) {
+                    Ok(wanted) => wanted,
+                    Err(e) => return failed(e),
+                };
+            match self.core.fetch_attachments(&wanted).await {
+                Ok(fetched) => {
+                    let empty = || Buffer::from(Vec::new());
+                    let (outcomes, data) = outcomes_beside(fetched, |f| match f {
+                        Fetched::Data(bytes) => (FetchedJson::Data, Buffer::from(bytes)),
+                        Fetched::Superseded => (FetchedJson::Superseded, empty()),
+                        Fetched::Failed(err) => (FetchedJson::Error(err), empty()),
+                    });
+                    FetchedAttachments { outcomes, data }
                 }
+                Err(e) => failed(error_json(&e)),
             }
-            Err(e) => failed(error_json(&e)),
-        }
+        };
+        guarded("fetchAttachments", call, |m| failed(internal(m))).await
     }
 
     /// Removes the attachment objects no document references any more (see the README);
     /// resolves `{"ok":{objects,referenced,removed,removedBytes,incompleteUploads}}` or an error.
     #[napi]
     pub async fn remove_unreferenced_attachments(&self, older_than_ms: f64) -> String {
-        let older_than = Duration::from_millis(older_than_ms.max(0.0) as u64);
-        match self.core.remove_unreferenced_attachments(older_than).await {
-            Ok(report) => ok_json(report),
-            Err(e) => error_json(&e),
-        }
+        let call = async {
+            let older_than = Duration::from_millis(older_than_ms.max(0.0) as u64);
+            match self.core.remove_unreferenced_attachments(older_than).await {
+                Ok(report) => ok_json(report),
+                Err(e) => error_json(&e),
+            }
+        };
+        guarded("removeUnreferencedAttachments", call, internal).await
     }
 
     /// Starts the live feed (no-op while it runs).
@@ -431,34 +471,31 @@ impl NativeReplication {
     /// or `{"error":{..}}`), or `null` when the feed is stopped.
     #[napi]
     pub async fn next_live(&self) -> Option<String> {
-        let event = self.core.next_live().await?;
-        Some(match event {
-            LiveEvent::Batch {
-                documents_json,
-                sequences,
-                checkpoint,
-                skipped,
-            } => serde_json::to_string(&LiveJson::Batch(BatchJson {
-                documents: raw(documents_json),
-                sequences,
-                checkpoint,
-                skipped,
-            }))
-            .unwrap_or_else(internal),
-            LiveEvent::Error(e) => error_json(&e),
-        })
+        let next = async {
+            let event = self.core.next_live().await?;
+            Some(match event {
+                LiveEvent::Batch(batch) => {
+                    serde_json::to_string(&LiveJson::Batch(batch_json(batch)))
+                        .unwrap_or_else(internal)
+                }
+                LiveEvent::Error(e) => error_json(&e),
+            })
+        };
+        guarded("nextLive", next, |m| Some(internal(m))).await
     }
 
     /// Resolves the counters as JSON (see `stats::Stats`; camelCase keys).
     #[napi]
     pub async fn stats(&self) -> String {
-        serde_json::to_string(&self.core.stats().await).unwrap_or_else(internal)
+        let stats =
+            async { serde_json::to_string(&self.core.stats().await).unwrap_or_else(internal) };
+        guarded("stats", stats, internal).await
     }
 
     /// Stops the feed, deletes this replication's consumers and releases the connection.
     #[napi]
     pub async fn close(&self) {
-        self.core.close().await;
+        guarded("close", self.core.close(), |_| ()).await;
     }
 }
 
@@ -470,4 +507,35 @@ fn state_json(state: Option<push::CurrentState>) -> Option<StateJson> {
             .and_then(|b| String::from_utf8(b.to_vec()).ok())
             .map(raw),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_in_an_exported_call_becomes_a_nats_internal_answer() {
+        let answer = guarded(
+            "pull",
+            async {
+                let ids: Vec<String> = Vec::new();
+                std::hint::black_box(&ids);
+                if ids.is_empty() {
+                    panic!("a bug in pull");
+                }
+                ids.concat()
+            },
+            internal,
+        )
+        .await;
+        let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(answer["error"]["code"], "NATS_INTERNAL");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("inside pull() (a bug in pull)"),
+            "{message}"
+        );
+        // A call that does not panic is answered as it is.
+        assert_eq!(guarded("stats", async { 7 }, |_| 0).await, 7);
+    }
 }

@@ -4,13 +4,18 @@
 //! lost consumer, a gap) the consumer is recreated after the last message taken. So the feed has
 //! no gap and never asks RxDB to resync: a resync also makes RxDB push every local document
 //! again from a snapshot, racing the documents the feed hands over (see replicate.cjs).
+//!
+//! The feed knows its replication only through `FeedSource`, and the decisions of its loop (how
+//! deliveries become batches, what a connection event means) are plain functions, unit-tested.
 
-use crate::batch::BatchBuilder;
-use crate::connection::ConnectionEvent;
-use crate::error::ReplicationError;
+use crate::batch::{BatchBuilder, DocumentShape, HandedBatch};
+use crate::connection::{Connection, ConnectionEvent};
+use crate::error::{ReplicationError, Result};
 use crate::pull::{create_consumer, Start};
-use crate::replication::Replication;
+use async_nats::jetstream::stream::Stream;
+use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch, Mutex};
@@ -21,46 +26,57 @@ const EVENT_BUFFER: usize = 4;
 const HEARTBEAT: Duration = Duration::from_secs(5);
 const PULL_EXPIRES: Duration = Duration::from_secs(30);
 
+/// What the live feed needs of its replication.
+pub(crate) trait FeedSource: Send + Sync + 'static {
+    /// The connection and the checked stream, opened when needed.
+    fn connected(&self) -> impl Future<Output = Result<(Arc<Connection>, Stream)>> + Send;
+    /// Names the cause of a failure the connection knows better.
+    fn explain(&self, err: ReplicationError) -> impl Future<Output = ReplicationError> + Send;
+    /// What decides whether a message is a document.
+    fn shape(&self) -> &DocumentShape;
+    /// Counts a batch handed to RxDB and turns it into what RxDB gets.
+    fn hand_over(&self, batch: BatchBuilder) -> HandedBatch;
+    /// The wait before retrying after a failure (RxDB's `retryTime`).
+    fn retry_time(&self) -> Duration;
+    /// Pulls that reach the stream's end, from now on: where the feed starts.
+    fn caught_up_pulls(&self) -> watch::Receiver<u64>;
+}
+
 /// What the live feed tells RxDB.
 #[derive(Debug)]
-pub enum LiveEvent {
-    Batch {
-        documents_json: String,
-        sequences: Vec<u64>,
-        checkpoint: u64,
-        skipped: Vec<ReplicationError>,
-    },
+pub(crate) enum LiveEvent {
+    Batch(HandedBatch),
     Error(ReplicationError),
 }
 
 /// A running live feed.
-pub struct LiveFeed {
+pub(crate) struct LiveFeed {
     task: JoinHandle<()>,
     stop: watch::Sender<bool>,
     events: Arc<Mutex<mpsc::Receiver<LiveEvent>>>,
 }
 
 impl LiveFeed {
-    pub fn is_finished(&self) -> bool {
+    pub(crate) fn is_finished(&self) -> bool {
         self.task.is_finished()
     }
 
     /// Asks the feed to stop; it deletes its consumer and then ends its event stream.
-    pub fn stop(self) {
+    pub(crate) fn stop(self) {
         let _ = self.stop.send(true);
     }
 
-    pub fn events(&self) -> Arc<Mutex<mpsc::Receiver<LiveEvent>>> {
+    pub(crate) fn events(&self) -> Arc<Mutex<mpsc::Receiver<LiveEvent>>> {
         self.events.clone()
     }
 }
 
-pub fn start(replication: Arc<Replication>, batch_size: usize) -> LiveFeed {
+pub(crate) fn start<S: FeedSource>(source: Arc<S>, batch_size: usize) -> LiveFeed {
     let (tx, rx) = mpsc::channel(EVENT_BUFFER);
     let (stop, stopped) = watch::channel(false);
     // Subscribed before the task runs, so a pull that ends meanwhile is not missed.
-    let pulls = replication.caught_up_pulls();
-    let task = tokio::spawn(run(replication, tx, stopped, pulls, batch_size));
+    let pulls = source.caught_up_pulls();
+    let task = tokio::spawn(run(source, tx, stopped, pulls, batch_size));
     LiveFeed {
         task,
         stop,
@@ -68,14 +84,99 @@ pub fn start(replication: Arc<Replication>, batch_size: usize) -> LiveFeed {
     }
 }
 
-/// Why the inner loop ended.
+/// Why one consumer's round ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Break {
     Stop,
     Recreate,
 }
 
-async fn run(
-    replication: Arc<Replication>,
+/// What a connection event means for the feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnEvent {
+    /// Nothing to do: keep reading.
+    Continue,
+    /// Tell RxDB the credentials were refused on a reconnect, then keep reading.
+    ReportRefused,
+    /// The consumer may be gone or stale: start a new one after the last message taken.
+    Recreate,
+}
+
+fn on_connection_event(
+    event: std::result::Result<ConnectionEvent, broadcast::error::RecvError>,
+) -> OnEvent {
+    match event {
+        Ok(ConnectionEvent::Reconnected) | Err(broadcast::error::RecvError::Closed) => {
+            OnEvent::Recreate
+        }
+        Ok(ConnectionEvent::CredentialsRefused) => OnEvent::ReportRefused,
+        Ok(ConnectionEvent::Disconnected) | Err(broadcast::error::RecvError::Lagged(_)) => {
+            OnEvent::Continue
+        }
+    }
+}
+
+/// One message as the feed's consumer delivered it.
+#[derive(Debug, Clone)]
+struct Delivered {
+    subject: String,
+    stream_sequence: u64,
+    consumer_sequence: u64,
+    payload: Bytes,
+}
+
+/// What to do after a delivery was offered to the batch being gathered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gathered {
+    /// Taken; take more if more is already here.
+    More,
+    /// Taken, and the batch is full: hand it over.
+    Full,
+    /// A delivery was lost (consumer sequences are contiguous): hand over what was gathered,
+    /// then recreate the consumer after it.
+    Gap,
+    /// The consumer's stream ended or failed: hand over what was gathered, then recreate.
+    Broken,
+}
+
+/// Gathers the deliveries of one consumer into batches, tracking its consumer sequence.
+#[derive(Debug, Default)]
+struct Gatherer {
+    /// The consumer sequence of the last delivery taken.
+    delivered: u64,
+}
+
+impl Gatherer {
+    fn offer(
+        &mut self,
+        shape: &DocumentShape,
+        batch: &mut BatchBuilder,
+        delivery: Option<std::result::Result<Delivered, ()>>,
+        batch_size: usize,
+    ) -> Gathered {
+        let Some(Ok(message)) = delivery else {
+            return Gathered::Broken;
+        };
+        if message.consumer_sequence != self.delivered + 1 {
+            return Gathered::Gap;
+        }
+        self.delivered = message.consumer_sequence;
+        batch.push(
+            shape,
+            &message.subject,
+            message.stream_sequence,
+            message.payload,
+        );
+        if batch.len() >= batch_size {
+            Gathered::Full
+        } else {
+            Gathered::More
+        }
+    }
+}
+
+async fn run<S: FeedSource>(
+    source: Arc<S>,
     tx: mpsc::Sender<LiveEvent>,
     mut stopped: watch::Receiver<bool>,
     mut pulls: watch::Receiver<u64>,
@@ -94,7 +195,7 @@ async fn run(
         if *stopped.borrow() {
             return;
         }
-        let round = feed_once(&replication, &tx, &mut stopped, &mut last, batch_size);
+        let round = feed_once(&*source, &tx, &mut stopped, &mut last, batch_size);
         match round.await {
             Ok(Break::Stop) => {
                 tracing::debug!(after = last, "live feed stopped");
@@ -107,7 +208,7 @@ async fn run(
                 );
             }
             Err(err) => {
-                let err = replication.explain(err).await;
+                let err = source.explain(err).await;
                 tracing::warn!(
                     code = err.code.as_str(),
                     "live feed failed, retrying: {}",
@@ -117,7 +218,7 @@ async fn run(
                     return;
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(replication.retry_time) => {}
+                    _ = tokio::time::sleep(source.retry_time()) => {}
                     _ = stopped.changed() => return,
                 }
             }
@@ -125,14 +226,15 @@ async fn run(
     }
 }
 
-async fn feed_once(
-    replication: &Replication,
+/// Reads one consumer, created after `last`, until it must be recreated or the feed stops.
+async fn feed_once<S: FeedSource>(
+    source: &S,
     tx: &mpsc::Sender<LiveEvent>,
     stopped: &mut watch::Receiver<bool>,
     last: &mut u64,
     batch_size: usize,
-) -> Result<Break, ReplicationError> {
-    let (conn, stream) = replication.connected().await?;
+) -> Result<Break> {
+    let (conn, stream) = source.connected().await?;
     let mut connection_events = conn.subscribe();
     let consumer = create_consumer(&stream, Start::At(*last + 1))
         .await
@@ -148,67 +250,65 @@ async fn feed_once(
             .messages()
             .await
             .map_err(|e| ReplicationError::unavailable("starting the live consumer", &e))?;
-        let mut delivered: u64 = 0;
+        let delivered = |m: Option<std::result::Result<async_nats::jetstream::Message, _>>| {
+            m.map(|m| {
+                let message = m.map_err(|_| ())?;
+                let info = message.info().map_err(|_| ())?;
+                Ok(Delivered {
+                    subject: message.subject.to_string(),
+                    stream_sequence: info.stream_sequence,
+                    consumer_sequence: info.consumer_sequence,
+                    payload: message.payload.clone(),
+                })
+            })
+        };
+        let mut gatherer = Gatherer::default();
         loop {
             let first = tokio::select! {
                 _ = stopped.changed() => return Ok(Break::Stop),
-                event = connection_events.recv() => match event {
-                    Ok(ConnectionEvent::Reconnected) => return Ok(Break::Recreate),
-                    Ok(ConnectionEvent::CredentialsRefused) => {
+                event = connection_events.recv() => match on_connection_event(event) {
+                    OnEvent::Recreate => return Ok(Break::Recreate),
+                    OnEvent::Continue => continue,
+                    OnEvent::ReportRefused => {
                         if tx.send(LiveEvent::Error(conn.refused_on_reconnect())).await.is_err() {
                             return Ok(Break::Stop);
                         }
                         continue;
                     }
-                    Ok(ConnectionEvent::Disconnected) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return Ok(Break::Recreate),
                 },
                 message = messages.next() => message,
             };
-            let mut batch = BatchBuilder::new(*last);
-            let mut next = first;
-            let mut gap = false;
             // Take the first message and whatever else is already here, up to one batch.
-            loop {
-                match next {
-                    None | Some(Err(_)) => return Ok(Break::Recreate),
-                    Some(Ok(message)) => {
-                        let info = match message.info() {
-                            Ok(info) => (info.stream_sequence, info.consumer_sequence),
-                            Err(_) => return Ok(Break::Recreate),
-                        };
-                        // Consumer sequences are contiguous: a jump means a lost delivery.
-                        if info.1 != delivered + 1 {
-                            gap = true;
-                            break;
-                        }
-                        delivered = info.1;
-                        batch.push(&replication.shape, message.subject.as_str(), info.0, message.payload.clone());
-                    }
+            let mut batch = BatchBuilder::new(*last);
+            let mut next = delivered(first);
+            let ended = loop {
+                match gatherer.offer(source.shape(), &mut batch, next, batch_size) {
+                    Gathered::More => match messages.next().now_or_never() {
+                        Some(m) => next = delivered(m),
+                        None => break None,
+                    },
+                    Gathered::Full => break None,
+                    Gathered::Gap | Gathered::Broken => break Some(Break::Recreate),
                 }
-                if batch.len() >= batch_size {
-                    break;
-                }
-                match messages.next().now_or_never() {
-                    Some(m) => next = m,
-                    None => break,
-                }
-            }
+            };
             if batch.checkpoint > *last {
-                tracing::debug!(after = *last, checkpoint = batch.checkpoint, documents = batch.len(), "live batch");
+                tracing::debug!(
+                    after = *last,
+                    checkpoint = batch.checkpoint,
+                    documents = batch.len(),
+                    "live batch"
+                );
                 *last = batch.checkpoint;
-                let event = LiveEvent::Batch {
-                    documents_json: replication.hand_over(&batch),
-                    sequences: batch.sequences(),
-                    checkpoint: batch.checkpoint,
-                    skipped: replication.first_reports(std::mem::take(&mut batch.skipped)),
-                };
-                if tx.send(event).await.is_err() {
+                if tx
+                    .send(LiveEvent::Batch(source.hand_over(batch)))
+                    .await
+                    .is_err()
+                {
                     return Ok(Break::Stop);
                 }
             }
-            if gap {
-                return Ok(Break::Recreate);
+            if let Some(ended) = ended {
+                return Ok(ended);
             }
         }
     }
@@ -219,4 +319,112 @@ async fn feed_once(
     )
     .await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gatherer and the batch it fills, fed deliveries of `app.docs.<id>`.
+    struct Feed {
+        gatherer: Gatherer,
+        batch: BatchBuilder,
+        batch_size: usize,
+    }
+
+    impl Feed {
+        fn after(checkpoint: u64, batch_size: usize) -> Self {
+            Feed {
+                gatherer: Gatherer::default(),
+                batch: BatchBuilder::new(checkpoint),
+                batch_size,
+            }
+        }
+
+        fn offer(&mut self, delivery: Option<std::result::Result<Delivered, ()>>) -> Gathered {
+            let shape = crate::batch::test_shape();
+            self.gatherer
+                .offer(&shape, &mut self.batch, delivery, self.batch_size)
+        }
+
+        /// Offers the message of document `id` at `stream_sequence`, the consumer's delivery
+        /// number `consumer_sequence`.
+        fn deliver(&mut self, id: &str, stream_sequence: u64, consumer_sequence: u64) -> Gathered {
+            self.offer(Some(Ok(Delivered {
+                subject: format!("app.docs.{id}"),
+                stream_sequence,
+                consumer_sequence,
+                payload: Bytes::from(format!(r#"{{"id":"{id}"}}"#)),
+            })))
+        }
+
+        /// Documents taken and the checkpoint.
+        fn taken(&self) -> (usize, u64) {
+            (self.batch.len(), self.batch.checkpoint)
+        }
+    }
+
+    #[test]
+    fn contiguous_deliveries_fill_a_batch_up_to_its_size() {
+        let mut feed = Feed::after(10, 3);
+        assert_eq!(feed.deliver("a", 11, 1), Gathered::More);
+        assert_eq!(feed.deliver("b", 12, 2), Gathered::More);
+        assert_eq!(feed.deliver("c", 14, 3), Gathered::Full);
+        assert_eq!(feed.taken(), (3, 14));
+        // The next batch goes on with the consumer's next delivery.
+        feed.batch = BatchBuilder::new(14);
+        assert_eq!(feed.deliver("d", 15, 4), Gathered::More);
+    }
+
+    #[test]
+    fn a_lost_delivery_hands_over_what_came_before_and_recreates_after_it() {
+        let mut feed = Feed::after(0, 10);
+        assert_eq!(feed.deliver("a", 1, 1), Gathered::More);
+        // Consumer sequence 2 never came: the feed must not skip stream sequence 2.
+        assert_eq!(feed.deliver("c", 3, 3), Gathered::Gap);
+        assert_eq!(feed.taken(), (1, 1), "the gap's message is not taken");
+    }
+
+    #[test]
+    fn an_ended_or_failed_consumer_is_recreated() {
+        let mut feed = Feed::after(5, 10);
+        assert_eq!(feed.offer(None), Gathered::Broken);
+        assert_eq!(feed.offer(Some(Err(()))), Gathered::Broken);
+        assert_eq!(feed.taken(), (0, 5));
+    }
+
+    #[test]
+    fn replays_at_or_before_the_last_message_taken_are_not_handed_over_again() {
+        // A recreated consumer starts after the last message taken; a replay still counts as
+        // a delivery of its consumer but adds nothing.
+        let mut feed = Feed::after(7, 10);
+        assert_eq!(feed.deliver("a", 7, 1), Gathered::More);
+        assert_eq!(feed.deliver("b", 8, 2), Gathered::More);
+        assert_eq!(feed.taken(), (1, 8));
+    }
+
+    #[test]
+    fn connection_events_decide_between_reading_on_and_a_new_consumer() {
+        use broadcast::error::RecvError;
+        assert_eq!(
+            on_connection_event(Ok(ConnectionEvent::Reconnected)),
+            OnEvent::Recreate
+        );
+        assert_eq!(
+            on_connection_event(Err(RecvError::Closed)),
+            OnEvent::Recreate
+        );
+        assert_eq!(
+            on_connection_event(Ok(ConnectionEvent::Disconnected)),
+            OnEvent::Continue
+        );
+        assert_eq!(
+            on_connection_event(Err(RecvError::Lagged(3))),
+            OnEvent::Continue
+        );
+        assert_eq!(
+            on_connection_event(Ok(ConnectionEvent::CredentialsRefused)),
+            OnEvent::ReportRefused
+        );
+    }
 }

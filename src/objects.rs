@@ -43,6 +43,14 @@ const CHUNKS_PER_FETCH: usize = 64;
 /// Objects uploaded, or fetched, at the same time by one call.
 const AT_ONCE: usize = 4;
 
+/// Runs `jobs`, `AT_ONCE` of them at a time; their outputs in the order they finish.
+async fn at_once<F: std::future::Future>(jobs: Vec<F>) -> Vec<F::Output> {
+    futures::stream::iter(jobs)
+        .buffer_unordered(AT_ONCE)
+        .collect()
+        .await
+}
+
 /// An open bucket: the Object Store and the stream under it (`OBJ_<bucket>`).
 #[derive(Clone)]
 pub struct Bucket {
@@ -172,10 +180,7 @@ impl Objects {
                         .into_iter()
                         .map(|(sha, bytes)| async move { (sha, store(conn, bucket, bytes).await) })
                         .collect();
-                    let results: Vec<_> = futures::stream::iter(jobs)
-                        .buffer_unordered(AT_ONCE)
-                        .collect()
-                        .await;
+                    let results = at_once(jobs).await;
                     for (sha, result) in results {
                         match result {
                             Ok((reference, uploaded)) => {
@@ -258,10 +263,7 @@ impl Objects {
                     (reference, read_verified(conn, bucket, reference).await)
                 })
                 .collect();
-            let results: Vec<_> = futures::stream::iter(jobs)
-                .buffer_unordered(AT_ONCE)
-                .collect()
-                .await;
+            let results = at_once(jobs).await;
             for (reference, result) in results {
                 if let Err(ReadFailure::Failed(e)) = &result {
                     if e.code != ErrorCode::PermissionDenied {
@@ -805,10 +807,7 @@ async fn read(
         while got < info.chunks {
             let want = (info.chunks - got).min(CHUNKS_PER_FETCH);
             let batch = tokio::time::timeout(READ_IDLE, async {
-                let mut messages = consumer
-                    .fetch()
-                    .max_messages(want)
-                    .messages()
+                let mut messages = crate::pull::fetch_now(&consumer, want)
                     .await
                     .map_err(|e| failed("reading", &e))?;
                 let mut n = 0;
@@ -960,7 +959,7 @@ async fn referenced_objects(documents: &Stream, bucket: &str) -> Result<HashSet<
             while left > 0 {
                 let mut messages = tokio::time::timeout(
                     READ_IDLE,
-                    consumer.fetch().max_messages(left.min(1000)).messages(),
+                    crate::pull::fetch_now(&consumer, left.min(1000)),
                 )
                 .await
                 .map_err(|_| {

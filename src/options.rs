@@ -37,6 +37,10 @@ pub struct ReplicationOptions {
     /// is checked on its output instead of on the message.
     #[serde(default)]
     pub pull_modifier: bool,
+    /// Set by the glue when the replication pulls (has `pull` options): without, `stats()` has
+    /// no lag to report.
+    #[serde(default)]
+    pub pulls: bool,
     /// Where attachment data goes (see `attachments.rs`).
     #[serde(default)]
     pub attachments: AttachmentOptions,
@@ -95,11 +99,15 @@ pub enum Servers {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TlsOptions {
+    /// CA certificate(s) that sign the server's certificate.
     pub ca_file: Option<String>,
+    /// Client certificate and key for mutual TLS.
     pub cert_file: Option<String>,
     pub key_file: Option<String>,
-    pub ca: Option<String>,
-    pub cert: Option<String>,
+    /// Inline PEM (nats.js takes a string or a Buffer): known only to be refused with a
+    /// message that says to use the files. The key is a secret, kept out of logs.
+    pub ca: Option<serde_json::Value>,
+    pub cert: Option<serde_json::Value>,
     pub key: Option<Secret>,
 }
 

@@ -105,106 +105,115 @@ pub async fn pull_batch(
     checkpoint: u64,
     batch_size: usize,
 ) -> Result<Pulled> {
-    match try_pull(stream, cursor, shape, checkpoint, batch_size).await {
+    match cursor.read(stream, shape, checkpoint, batch_size).await {
         Ok(batch) => Ok(batch),
         Err(err) => {
             tracing::debug!(error = %err.message, "pull failed; once more on a new consumer");
             // The consumer may have expired or been lost with its node: once more on a new one.
             cursor.close(Some(stream)).await;
-            try_pull(stream, cursor, shape, checkpoint, batch_size)
+            cursor
+                .read(stream, shape, checkpoint, batch_size)
                 .await
                 .inspect_err(|_| cursor.consumer = None)
         }
     }
 }
 
-async fn try_pull(
-    stream: &Stream,
-    cursor: &mut PullCursor,
-    shape: &DocumentShape,
-    checkpoint: u64,
-    batch_size: usize,
-) -> Result<Pulled> {
-    let fail = |e: &(dyn std::error::Error + 'static)| {
-        ReplicationError::unavailable(
-            &format!("pulling from stream after sequence {checkpoint}"),
-            e,
-        )
-    };
-    if cursor.consumer.is_none() || cursor.follows != checkpoint {
-        cursor.close(Some(stream)).await;
-        // Without a checkpoint, only each document's newest revision matters: the checkpoint
-        // stays right, as every document whose newest message is at or before it was taken.
-        let filter = format!("{}.*", shape.subject_prefix);
-        let start = if checkpoint == 0 {
-            Start::NewestOf(&filter)
-        } else {
-            Start::At(checkpoint + 1)
-        };
-        let consumer = create_consumer(stream, start).await.map_err(|e| fail(&e))?;
-        tracing::debug!(consumer = %consumer.cached_info().name, after = checkpoint, "created the pull consumer");
-        cursor.consumer = Some(consumer);
-        cursor.follows = checkpoint;
-    }
-    let consumer = cursor.consumer.clone().expect("consumer was just set");
-    let mut batch = BatchBuilder::new(checkpoint);
-    let mut exhausted = false;
-    'batch: loop {
-        while let Some(m) = cursor.buffer.front() {
-            let payload = m.payload.clone();
-            if !batch.push_within(shape, &m.subject, m.sequence, payload, batch_size) {
-                break 'batch;
-            }
-            cursor.buffer.pop_front();
-        }
-        if exhausted || batch.len() >= batch_size {
-            break;
-        }
-        // Buffer empty: read ahead. The server answers at once, with what it has.
-        let want = read_ahead(batch_size);
-        // A fetch has no deadline of its own: a server that dies mid-fetch would hang the pull.
-        let fetched = tokio::time::timeout(FETCH_TIMEOUT, async {
-            let mut messages = consumer
-                .fetch()
-                .max_messages(want)
-                .messages()
-                .await
-                .map_err(|e| fail(&e))?;
-            let mut got = Vec::with_capacity(want);
-            while let Some(message) = messages.next().await {
-                let message = message.map_err(|e| fail(&*e))?;
-                let sequence = message.info().map_err(|e| fail(&*e))?.stream_sequence;
-                got.push(Buffered {
-                    subject: message.subject.to_string(),
-                    sequence,
-                    payload: message.payload.clone(),
-                });
-            }
-            Ok(got)
-        })
-        .await
-        .map_err(|_| {
-            ReplicationError::new(
-                crate::error::ErrorCode::Unavailable,
-                format!(
-                    "pulling from the stream after sequence {checkpoint} got no answer within \
-                     {} s; the replication retries by itself",
-                    FETCH_TIMEOUT.as_secs()
-                ),
+/// The messages of one fetch of up to `want`: the server answers at once, with what it has.
+pub async fn fetch_now(
+    consumer: &PullConsumer,
+    want: usize,
+) -> std::result::Result<consumer::pull::Batch, consumer::pull::BatchError> {
+    consumer.fetch().max_messages(want).messages().await
+}
+
+impl PullCursor {
+    /// One attempt of `pull_batch`, on the cursor's consumer (created when it does not follow
+    /// `checkpoint`).
+    async fn read(
+        &mut self,
+        stream: &Stream,
+        shape: &DocumentShape,
+        checkpoint: u64,
+        batch_size: usize,
+    ) -> Result<Pulled> {
+        let cursor = self;
+        let fail = |e: &(dyn std::error::Error + 'static)| {
+            ReplicationError::unavailable(
+                &format!("pulling from stream after sequence {checkpoint}"),
+                e,
             )
-        })??;
-        exhausted = fetched.len() < want;
-        cursor.buffer.extend(fetched);
+        };
+        if cursor.consumer.is_none() || cursor.follows != checkpoint {
+            cursor.close(Some(stream)).await;
+            // Without a checkpoint, only each document's newest revision matters: the checkpoint
+            // stays right, as every document whose newest message is at or before it was taken.
+            let filter = format!("{}.*", shape.subject_prefix);
+            let start = if checkpoint == 0 {
+                Start::NewestOf(&filter)
+            } else {
+                Start::At(checkpoint + 1)
+            };
+            let consumer = create_consumer(stream, start).await.map_err(|e| fail(&e))?;
+            tracing::debug!(consumer = %consumer.cached_info().name, after = checkpoint, "created the pull consumer");
+            cursor.consumer = Some(consumer);
+            cursor.follows = checkpoint;
+        }
+        let consumer = cursor.consumer.clone().expect("consumer was just set");
+        let mut batch = BatchBuilder::new(checkpoint);
+        let mut exhausted = false;
+        'batch: loop {
+            while let Some(m) = cursor.buffer.front() {
+                let payload = m.payload.clone();
+                if !batch.push_within(shape, &m.subject, m.sequence, payload, batch_size) {
+                    break 'batch;
+                }
+                cursor.buffer.pop_front();
+            }
+            if exhausted || batch.len() >= batch_size {
+                break;
+            }
+            // Buffer empty: read ahead. The server answers at once, with what it has.
+            let want = read_ahead(batch_size);
+            // A fetch has no deadline of its own: a server that dies mid-fetch would hang the pull.
+            let fetched = tokio::time::timeout(FETCH_TIMEOUT, async {
+                let mut messages = fetch_now(&consumer, want).await.map_err(|e| fail(&e))?;
+                let mut got = Vec::with_capacity(want);
+                while let Some(message) = messages.next().await {
+                    let message = message.map_err(|e| fail(&*e))?;
+                    let sequence = message.info().map_err(|e| fail(&*e))?.stream_sequence;
+                    got.push(Buffered {
+                        subject: message.subject.to_string(),
+                        sequence,
+                        payload: message.payload.clone(),
+                    });
+                }
+                Ok(got)
+            })
+            .await
+            .map_err(|_| {
+                ReplicationError::new(
+                    crate::error::ErrorCode::Unavailable,
+                    format!(
+                        "pulling from the stream after sequence {checkpoint} got no answer within \
+                         {} s; the replication retries by itself",
+                        FETCH_TIMEOUT.as_secs()
+                    ),
+                )
+            })??;
+            exhausted = fetched.len() < want;
+            cursor.buffer.extend(fetched);
+        }
+        cursor.follows = batch.checkpoint;
+        let caught_up = exhausted && cursor.buffer.is_empty();
+        tracing::debug!(
+            after = checkpoint,
+            checkpoint = batch.checkpoint,
+            documents = batch.len(),
+            skipped = batch.skipped.len(),
+            caught_up,
+            "pulled a batch"
+        );
+        Ok(Pulled { batch, caught_up })
     }
-    cursor.follows = batch.checkpoint;
-    let caught_up = exhausted && cursor.buffer.is_empty();
-    tracing::debug!(
-        after = checkpoint,
-        checkpoint = batch.checkpoint,
-        documents = batch.len(),
-        skipped = batch.skipped.len(),
-        caught_up,
-        "pulled a batch"
-    );
-    Ok(Pulled { batch, caught_up })
 }

@@ -2,10 +2,10 @@
 //! a failure), its pull cursor and its live feed. This is the API the N-API layer forwards to.
 
 use crate::attachments::{self, DocumentToEncode};
-use crate::batch::{BatchBuilder, DocumentShape, Modified, ReportedOnce};
+use crate::batch::{BatchBuilder, DocumentShape, HandedBatch, Modified, ReportedOnce};
 use crate::connection::{self, Connection};
 use crate::error::{ErrorCode, ReplicationError, Result};
-use crate::live::{self, LiveEvent, LiveFeed};
+use crate::live::{self, FeedSource, LiveEvent, LiveFeed};
 use crate::objects::{CleanupReport, Encoded, Fetched, Objects, WantedObject};
 use crate::options::ReplicationOptions;
 use crate::pull::{self, PullCursor};
@@ -22,17 +22,15 @@ use tokio::sync::{watch, Mutex};
 /// How many skipped messages are remembered so each is reported once.
 const REPORTED_CAPACITY: usize = 10_000;
 
-/// A pulled batch, ready for RxDB.
+/// What became of one pushed document.
 #[derive(Debug)]
-pub struct PulledBatch {
-    /// JSON array of the documents, newest revision of each.
-    pub documents_json: String,
-    /// The stream sequence of each document.
-    pub sequences: Vec<u64>,
-    /// Stream sequence of the last message read.
-    pub checkpoint: u64,
-    /// Messages that were skipped and not reported before.
-    pub skipped: Vec<ReplicationError>,
+pub(crate) enum Pushed {
+    /// Stored at this stream sequence.
+    Written(u64),
+    /// Another state is on the server (a valid document): RxDB resolves against it.
+    Conflict(CurrentState),
+    /// Cannot be written at all (reported; the others went on).
+    Rejected(ReplicationError),
 }
 
 /// Which modified documents to hand to RxDB, and what to report.
@@ -53,10 +51,10 @@ struct Link {
 }
 
 pub struct Replication {
-    pub options: ReplicationOptions,
-    pub shape: DocumentShape,
+    options: ReplicationOptions,
+    shape: DocumentShape,
     /// Wait between retries of the live feed (RxDB's `retryTime`).
-    pub retry_time: Duration,
+    retry_time: Duration,
     link: Mutex<Option<Link>>,
     cursor: Mutex<PullCursor>,
     reported: std::sync::Mutex<ReportedOnce>,
@@ -64,7 +62,7 @@ pub struct Replication {
     closed: AtomicBool,
     /// Set by `close()`: ends a connect attempt in flight.
     closing: watch::Sender<bool>,
-    pub counters: Counters,
+    counters: Counters,
     /// The attachments bucket, once opened.
     objects: Objects,
     /// The checkpoint of the last pull that reached the stream's end: where a live feed
@@ -202,16 +200,21 @@ impl Replication {
         new
     }
 
-    /// Counts a batch handed to RxDB and turns it into JSON. With a `pull.modifier`, the
-    /// documents count once they passed `screen_modified`.
-    pub fn hand_over(&self, batch: &BatchBuilder) -> String {
+    /// Counts a batch handed to RxDB and turns it into what RxDB gets. With a `pull.modifier`,
+    /// the documents count once they passed `screen_modified`.
+    fn hand_over(&self, batch: BatchBuilder) -> HandedBatch {
         self.counters.reached(batch.checkpoint);
         if !self.shape.schema_after_modifier {
             self.counters.pulled(batch.len(), batch.document_bytes());
         }
         self.counters
             .attachment_pulled(batch.bodies().map(|b| attachments::inline_bytes(b)).sum());
-        batch.documents_json()
+        HandedBatch {
+            documents_json: batch.documents_json(),
+            sequences: batch.sequences(),
+            checkpoint: batch.checkpoint,
+            skipped: self.first_reports(batch.skipped),
+        }
     }
 
     /// Checks pulled documents as `pull.modifier` made them (`(id, sequence, output)` each):
@@ -243,7 +246,7 @@ impl Replication {
     }
 
     /// Up to `batch_size` documents after `checkpoint`.
-    pub async fn pull(&self, checkpoint: u64, batch_size: usize) -> Result<PulledBatch> {
+    pub async fn pull(&self, checkpoint: u64, batch_size: usize) -> Result<HandedBatch> {
         let (_, stream) = self.connected().await?;
         let mut cursor = self.cursor.lock().await;
         let result = pull::pull_batch(
@@ -256,24 +259,12 @@ impl Replication {
         .await;
         drop(cursor);
         let pulled = self.on_failure(result).await?;
-        let batch = pulled.batch;
         self.counters.resumed_at(checkpoint);
-        let answer = PulledBatch {
-            documents_json: self.hand_over(&batch),
-            sequences: batch.sequences(),
-            checkpoint: batch.checkpoint,
-            skipped: self.first_reports(batch.skipped),
-        };
+        let answer = self.hand_over(pulled.batch);
         if pulled.caught_up {
-            self.caught_up.send_replace(batch.checkpoint);
+            self.caught_up.send_replace(answer.checkpoint);
         }
         Ok(answer)
-    }
-
-    /// Pulls that reach the stream's end, from now on (see `caught_up`).
-    pub fn caught_up_pulls(&self) -> watch::Receiver<u64> {
-        // A new receiver has seen the current value: only later pulls count as changes.
-        self.caught_up.subscribe()
     }
 
     /// The server state of each document.
@@ -283,8 +274,56 @@ impl Replication {
         self.on_failure(result).await
     }
 
-    /// Writes the documents; for each conflict, also returns the server state now.
-    pub async fn publish(
+    /// Writes the documents; `conflicts_found` conflicts of this batch were decided before
+    /// writing (they are counted with those the server reports). A write that meets a message
+    /// that is not a valid document (another writer's garbage) is written once more, expecting
+    /// that message's sequence. A conflict whose server state cannot be read fails the call:
+    /// RxDB retries the batch.
+    pub async fn publish(&self, writes: Vec<Write>, conflicts_found: usize) -> Result<Vec<Pushed>> {
+        let mut outcomes = self.publish_once(&writes).await?;
+        let again: Vec<usize> = (0..writes.len())
+            .filter(|&i| matches!(&outcomes[i], (WriteOutcome::Conflict, Some(state)) if state.body.is_none()))
+            .collect();
+        if !again.is_empty() {
+            let retry: Vec<Write> = again
+                .iter()
+                .map(|&i| Write {
+                    expected_sequence: outcomes[i].1.as_ref().map_or(0, |s| s.sequence),
+                    ..writes[i].clone()
+                })
+                .collect();
+            for (i, outcome) in again.into_iter().zip(self.publish_once(&retry).await?) {
+                outcomes[i] = outcome;
+            }
+        }
+        let mut conflicts = conflicts_found;
+        let pushed = writes
+            .iter()
+            .zip(outcomes)
+            .map(|(write, outcome)| match outcome {
+                (WriteOutcome::Written(seq), _) => Ok(Pushed::Written(seq)),
+                (WriteOutcome::Rejected(err), _) => Ok(Pushed::Rejected(err)),
+                (WriteOutcome::Conflict, Some(state)) if state.body.is_some() => {
+                    conflicts += 1;
+                    Ok(Pushed::Conflict(state))
+                }
+                (WriteOutcome::Conflict, _) => Err(ReplicationError::new(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "document {:?} conflicted but its server state could not be read; the \
+                         push is retried",
+                        write.id
+                    ),
+                )
+                .with_document(&write.id)),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.counters.conflicts(conflicts);
+        Ok(pushed)
+    }
+
+    /// One round of writes; for each conflict, also the server state now.
+    async fn publish_once(
         &self,
         writes: &[Write],
     ) -> Result<Vec<(WriteOutcome, Option<CurrentState>)>> {
@@ -452,6 +491,9 @@ impl Replication {
             conn.reconnects().saturating_sub(before),
             info.as_ref().map(|info| info.state.last_sequence),
         );
+        if !self.options.pulls {
+            stats.lag = None;
+        }
         stats.max_msgs_per_subject = info
             .map(|info| info.config.max_messages_per_subject)
             .filter(|n| *n > 0)
@@ -491,4 +533,32 @@ fn over_limit(write: &Write, max: usize) -> ReplicationError {
         ),
     )
     .with_document(&write.id)
+}
+
+/// The live feed sees only what it needs of its replication.
+impl FeedSource for Replication {
+    async fn connected(&self) -> Result<(Arc<Connection>, Stream)> {
+        Replication::connected(self).await
+    }
+
+    async fn explain(&self, err: ReplicationError) -> ReplicationError {
+        Replication::explain(self, err).await
+    }
+
+    fn shape(&self) -> &DocumentShape {
+        &self.shape
+    }
+
+    fn hand_over(&self, batch: BatchBuilder) -> HandedBatch {
+        Replication::hand_over(self, batch)
+    }
+
+    fn retry_time(&self) -> Duration {
+        self.retry_time
+    }
+
+    fn caught_up_pulls(&self) -> watch::Receiver<u64> {
+        // A new receiver has seen the current value: only later pulls count as changes.
+        self.caught_up.subscribe()
+    }
 }

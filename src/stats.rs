@@ -12,6 +12,7 @@ pub struct Counters {
     documents_pushed: AtomicU64,
     bytes_pushed: AtomicU64,
     documents_rejected: AtomicU64,
+    conflicts: AtomicU64,
     malformed_skipped: AtomicU64,
     attachment_bytes_pulled: AtomicU64,
     attachment_bytes_pushed: AtomicU64,
@@ -29,6 +30,8 @@ pub struct Stats {
     pub documents_pushed: u64,
     /// Bytes of document JSON written to the stream.
     pub bytes_pushed: u64,
+    /// Pushed documents that met another server state and went to the conflict handler.
+    pub conflicts: u64,
     /// Local documents the server would not take (too large, ...), each reported on `error$`.
     pub documents_rejected: u64,
     /// Messages on the stream that are not valid documents, each skipped and reported once.
@@ -73,6 +76,12 @@ impl Counters {
         self.bytes_pushed.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
+    /// Pushed documents that met another server state.
+    pub fn conflicts(&self, documents: usize) {
+        self.conflicts
+            .fetch_add(documents as u64, Ordering::Relaxed);
+    }
+
     pub fn rejected(&self) {
         self.documents_rejected.fetch_add(1, Ordering::Relaxed);
     }
@@ -102,6 +111,7 @@ impl Counters {
             bytes_pulled: self.bytes_pulled.load(Ordering::Relaxed),
             documents_pushed: self.documents_pushed.load(Ordering::Relaxed),
             bytes_pushed: self.bytes_pushed.load(Ordering::Relaxed),
+            conflicts: self.conflicts.load(Ordering::Relaxed),
             documents_rejected: self.documents_rejected.load(Ordering::Relaxed),
             malformed_skipped: self.malformed_skipped.load(Ordering::Relaxed),
             attachment_bytes_pulled: self.attachment_bytes_pulled.load(Ordering::Relaxed),

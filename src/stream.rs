@@ -22,14 +22,11 @@ pub async fn ensure_stream(conn: &Connection, options: &ReplicationOptions) -> R
         )
         .await
         .map_err(|text| {
-            ReplicationError::new(
-                ErrorCode::PermissionDenied,
-                format!(
-                    "the server refused to look up stream {name:?} ({text}): grant this user \
-                     publish permission on $JS.API.STREAM.INFO.{name} (see the README's \
-                     permissions example)"
-                ),
-            )
+            denied(format!(
+                "the server refused to look up stream {name:?} ({text}): grant this user \
+                 publish permission on $JS.API.STREAM.INFO.{name} (see the README's \
+                 permissions example)"
+            ))
         })?;
     match looked_up {
         Ok(mut stream) => {
@@ -86,22 +83,15 @@ async fn create_stream(
         max_messages_per_subject: settings.max_msgs_per_subject.map_or(-1, |n| n as i64),
         ..Default::default()
     };
-    let created = conn
-        .unless_denied(
-            &format!("$JS.API.STREAM.CREATE.{name}"),
-            conn.jetstream.create_stream(config),
-        )
-        .await
-        .map_err(|text| {
-            ReplicationError::new(
-                ErrorCode::PermissionDenied,
-                format!(
-                    "stream {name:?} does not exist and this user may not create it ({text}): \
-                     create it beforehand with a user that may (subjects [{filter:?}], as the \
-                     README says), or grant publish permission on $JS.API.STREAM.CREATE.{name}"
-                ),
-            )
-        })?;
+    let create = conn.jetstream.create_stream(config);
+    let api = format!("$JS.API.STREAM.CREATE.{name}");
+    let created = conn.unless_denied(&api, create).await.map_err(|text| {
+        denied(format!(
+            "stream {name:?} does not exist and this user may not create it ({text}): create it \
+             beforehand with a user that may (subjects [{filter:?}], as the README says), or \
+             grant publish permission on {api}"
+        ))
+    })?;
     match created {
         Ok(stream) => {
             tracing::info!(stream = %name, subjects = %filter, replicas = stream.cached_info().config.num_replicas, "created the stream");
@@ -222,39 +212,43 @@ pub fn jetstream_error(
     out
 }
 
+fn denied(message: String) -> ReplicationError {
+    ReplicationError::new(ErrorCode::PermissionDenied, message)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The error for `code` with `replicas` asked, which must have `expected` and name all of `mentions`.
+    fn assert_replicas_error(
+        code: JsCode,
+        replicas: usize,
+        expected: ErrorCode,
+        mentions: &[&str],
+    ) {
+        let err = replicas_error(code, replicas, "people", "nats://h:1").expect("an error");
+        assert_eq!(err.code, expected);
+        for part in mentions {
+            assert!(err.message.contains(part), "{part:?} in {}", err.message);
+        }
+    }
+
     #[test]
     fn replicas_on_a_single_server_is_an_option_mistake() {
-        let err = replicas_error(
+        assert_replicas_error(
             JsCode::STREAM_REPLICAS_NOT_SUPPORTED,
             3,
-            "people",
-            "nats://h:1",
-        )
-        .expect("an error");
-        assert_eq!(err.code, ErrorCode::InvalidOption);
-        assert!(
-            err.message.contains("streamConfig.replicas is 3"),
-            "{}",
-            err.message
+            ErrorCode::InvalidOption,
+            &["streamConfig.replicas is 3", "nats://h:1"],
         );
-        assert!(err.message.contains("nats://h:1"), "{}", err.message);
     }
 
     #[test]
     fn too_few_servers_for_the_replicas_is_retried_and_names_the_option() {
         for code in [JsCode::CLUSTER_NO_PEERS, JsCode::INSUFFICIENT_RESOURCES] {
-            let err = replicas_error(code, 5, "people", "nats://h:1").expect("an error");
-            assert_eq!(err.code, ErrorCode::Unavailable);
-            assert!(
-                err.message.contains("streamConfig.replicas"),
-                "{}",
-                err.message
-            );
-            assert!(err.message.contains("5 replicas"), "{}", err.message);
+            let mentions = ["streamConfig.replicas", "5 replicas"];
+            assert_replicas_error(code, 5, ErrorCode::Unavailable, &mentions);
         }
     }
 
