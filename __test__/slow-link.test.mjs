@@ -5,36 +5,20 @@
 // trips. The bench reports the figures (slow-link rows); this checks the ratio with slack.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { startNatsServer } from './harness/nats-server.mjs';
+import { spawnDelayProxy } from '../scripts/delay-proxy.mjs';
 import { createDb, uniqueName, replicatePeople, collectErrors, codeOf } from './harness/rxdb.mjs';
 
 const ONE_WAY_MS = 20;
 const PATH_MS = 2 * ONE_WAY_MS;
 const WRITES = 25;
 
-/** The delaying proxy in its own process; resolves `{ url, stop() }`. */
-async function startProxy(port, delayMs) {
-  const child = spawn(process.execPath, [fileURLToPath(new URL('../scripts/delay-proxy.mjs', import.meta.url)), String(port), String(delayMs)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const listening = await new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.stdout.once('data', (line) => resolve(JSON.parse(line)));
-  });
-  return {
-    url: `nats://127.0.0.1:${listening.port}`,
-    stop: () => new Promise((resolve) => (child.exitCode !== null ? resolve() : (child.once('exit', resolve), child.kill()))),
-  };
-}
-
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
 test(`a single write reaches the other client over a ${PATH_MS} ms path in at most 1.5x the path (median of ${WRITES})`, async (t) => {
   const server = await startNatsServer();
   t.after(() => server.destroy());
-  const proxy = await startProxy(server.port, ONE_WAY_MS);
+  const proxy = await spawnDelayProxy(server.port, ONE_WAY_MS);
   t.after(() => proxy.stop());
   const streamName = uniqueName('slow');
   const [writer, reader] = [await createDb(), await createDb()];

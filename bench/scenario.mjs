@@ -8,9 +8,10 @@ import { replicateNats as replicateNative } from 'rxdb-nats-native';
 import { replicateNats as replicateOfficial } from 'rxdb/plugins/replication-nats';
 import { replicateRxCollection } from 'rxdb/plugins/replication';
 import { connect } from 'nats';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { startNatsServer } from '../scripts/nats-server-process.mjs';
+import { spawnDelayProxy } from '../scripts/delay-proxy.mjs';
 
 const [impl, scenario, nText, batchText, limitText, sizeText] = process.argv.slice(2);
 const N = Number(nText);
@@ -69,11 +70,8 @@ const server = await startNatsServer();
 const DELAY_MS = Number(process.env.BENCH_DELAY_MS || 0);
 let proxy = null;
 if (DELAY_MS > 0) {
-  proxy = spawn(process.execPath, [fileURLToPath(new URL('../scripts/delay-proxy.mjs', import.meta.url)), String(server.port), String(DELAY_MS)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const { port } = await new Promise((resolve) => proxy.stdout.once('data', (d) => resolve(JSON.parse(d))));
-  server.proxiedUrl = `nats://127.0.0.1:${port}`;
+  proxy = await spawnDelayProxy(server.port, DELAY_MS);
+  server.proxiedUrl = proxy.url;
 }
 const url = server.proxiedUrl || server.url;
 const STREAM = 'bench';
@@ -362,6 +360,6 @@ try {
 result.peakRssMb = process.resourceUsage().maxRSS / 1024;
 result.baselineRssMb = baseline / 1024 / 1024;
 console.log(JSON.stringify({ impl, scenario, N, batch: BATCH, delayMs: DELAY_MS, ...result }));
-proxy?.kill();
+await proxy?.stop();
 await server.kill();
 process.exit(0);

@@ -2,6 +2,8 @@
 // `delayMs` in each direction (a round trip costs 2 × delayMs), keeping the order of each
 // direction. This kernel has no netem; the bench and the tests use this instead.
 import net from 'node:net';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 
 /**
  * Starts a proxy on 127.0.0.1 (a free port) to `target` ({ host, port }). Returns
@@ -41,6 +43,24 @@ export async function startDelayProxy(target, delayMs = 20) {
         for (const s of sockets) s.destroy();
         server.close(() => resolve());
       }),
+  };
+}
+
+/**
+ * Starts this file as a proxy process of its own (so the timers of the measuring process cannot
+ * delay the link) to the server on 127.0.0.1:`targetPort`. Resolves `{ url, stop() }`.
+ */
+export async function spawnDelayProxy(targetPort, delayMs) {
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), String(targetPort), String(delayMs)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const { port } = await new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.stdout.once('data', (line) => resolve(JSON.parse(line)));
+  });
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    stop: () => new Promise((resolve) => (child.exitCode !== null ? resolve() : (child.once('exit', resolve), child.kill()))),
   };
 }
 
