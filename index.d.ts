@@ -94,6 +94,26 @@ export interface NatsAttachmentOptions {
   inlineMaxBytes?: number;
 }
 
+/**
+ * The KV layout: the documents are the entries of a NATS KV bucket (stream `KV_<bucket>`,
+ * subjects `$KV.<bucket>.<key>`), so every NATS service reads and writes them with `kv.get`,
+ * `kv.put`, `kv.delete` and `kv.watch`. Key = `keyFor(id)`, value = the document's JSON
+ * without RxDB's fields; a deleted document is a KV delete marker.
+ */
+export interface NatsKvOptions {
+  /** The bucket (letters, digits, `-` and `_`). */
+  bucket: string;
+  /** Revisions per key of a bucket this library creates (default 1, at most 64), as in KV. */
+  history?: number;
+  /** Create the bucket when it is missing (default true); false requires it to exist. */
+  create?: boolean;
+}
+
+/** Where the documents are: a stream and its subjects (the official plugin's layout), or a KV bucket. */
+export type NatsLayoutOptions =
+  | { streamName: string; subjectPrefix: string; kv?: undefined }
+  | { kv: NatsKvOptions; streamName?: undefined; subjectPrefix?: undefined };
+
 /** What `removeUnreferencedAttachments()` did. */
 export interface NatsAttachmentCleanup {
   /** Objects in the bucket before. */
@@ -124,10 +144,18 @@ export interface NatsSyncOptions<RxDocType> {
   collection: RxCollection<RxDocType, any, {}, any, any>;
   /** Identifies the replication, so RxDB resumes it from its checkpoint after a restart. */
   replicationIdentifier: string;
-  /** The JetStream stream; created with subjects `[subjectPrefix + '.*']` when missing. */
-  streamName: string;
-  /** Document `alice` lives on subject `<subjectPrefix>.alice`. */
-  subjectPrefix: string;
+  /**
+   * The JetStream stream; created with subjects `[subjectPrefix + '.*']` when missing. Required,
+   * unless `kv` is given instead.
+   */
+  streamName?: string;
+  /** Document `alice` lives on subject `<subjectPrefix>.alice`. Required, unless `kv` is given. */
+  subjectPrefix?: string;
+  /**
+   * Replicate with a NATS KV bucket instead of `streamName` + `subjectPrefix` (see "KV layout" in
+   * the README). Not an option of the official plugin.
+   */
+  kv?: NatsKvOptions;
   connection?: NatsConnectionOptions;
   /** Keep replicating changes as they happen (default true). */
   live?: boolean;
@@ -212,9 +240,9 @@ export declare class RxNatsReplicationState<RxDocType> extends RxReplicationStat
   removeUnreferencedAttachments(options?: { olderThanMs?: number }): Promise<NatsAttachmentCleanup>;
 }
 
-/** Starts replicating `options.collection` with a NATS JetStream stream. */
+/** Starts replicating `options.collection` with a NATS JetStream stream (or a KV bucket: `kv`). */
 export declare function replicateNats<RxDocType>(
-  options: NatsSyncOptions<RxDocType>
+  options: NatsSyncOptions<RxDocType> & NatsLayoutOptions
 ): RxNatsReplicationState<RxDocType>;
 
 /** Stable error codes on `RxNatsError.code`. */
@@ -237,6 +265,8 @@ export type RxNatsErrorCode =
   | 'NATS_ATTACHMENT_MISSING'
   /** An attachment's data does not match its size or SHA-256 (the document is skipped). */
   | 'NATS_ATTACHMENT_CORRUPT'
+  /** The KV bucket of option `kv` does not exist and `kv.create` is false. */
+  | 'NATS_BUCKET_NOT_FOUND'
   /**
    * The running RxDB lacks an internal the race guards rely on (named in the message, with the
    * RxDB version): replication goes on without them.
@@ -262,6 +292,12 @@ export declare class RxNatsError extends Error {
 
 /** The subject that stores document `id` under `prefix` (see "Data layout" in the README). */
 export declare function subjectFor(prefix: string, id: string): string;
+
+/**
+ * The KV key of document `id` in the KV layout: the id itself when it is a valid key that does
+ * not start with `=`, else `=` + base64url of its UTF-8 bytes (reversible).
+ */
+export declare function keyFor(id: string): string;
 
 /** The options of `compactStream()`. */
 export interface NatsCompactOptions {

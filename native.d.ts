@@ -101,6 +101,12 @@ export interface FetchedAttachments {
 }
 
 /**
+ * The KV key of document `id` in the KV layout (ids a key cannot carry are escaped; see the
+ * README's KV layout).
+ */
+export declare function keyFor(id: string): string
+
+/**
  * The subject that stores document `id` under `prefix` (ids a subject token cannot carry are
  * escaped; see the README).
  */

@@ -837,5 +837,6 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.NativeReplication = nativeBinding.NativeReplication
 module.exports.compactStream = nativeBinding.compactStream
+module.exports.keyFor = nativeBinding.keyFor
 module.exports.subjectFor = nativeBinding.subjectFor
 module.exports.validateOptions = nativeBinding.validateOptions

@@ -10,7 +10,7 @@ import ts from 'typescript';
 
 const require = createRequire(import.meta.url);
 const root = path.resolve(import.meta.dirname, '..');
-const { OPTIONS, PULL_OPTIONS, PUSH_OPTIONS, ATTACHMENT_OPTIONS, DEFAULTS } = require('../js/options.cjs');
+const { OPTIONS, PULL_OPTIONS, PUSH_OPTIONS, ATTACHMENT_OPTIONS, KV_OPTIONS, DEFAULTS } = require('../js/options.cjs');
 const native = require('../js/native.cjs');
 
 /** Each interface of index.d.ts: its members' names and doc comments. */
@@ -73,6 +73,7 @@ const interfaces = declaredInterfaces();
 test('index.d.ts declares exactly the options js/options.cjs takes', () => {
   assert.deepEqual(sorted(interfaces.get('NatsSyncOptions').keys()), sorted(Object.keys(OPTIONS)));
   assert.deepEqual(sorted(interfaces.get('NatsAttachmentOptions').keys()), sorted(Object.keys(ATTACHMENT_OPTIONS)));
+  assert.deepEqual(sorted(interfaces.get('NatsKvOptions').keys()), sorted(Object.keys(KV_OPTIONS)));
   // pull and push are RxDB's own option types minus the handlers, which the glue supplies.
   assert.deepEqual(sorted(Object.keys(PULL_OPTIONS)), ['batchSize', 'initialCheckpoint', 'modifier']);
   assert.deepEqual(sorted(Object.keys(PUSH_OPTIONS)), ['batchSize', 'initialCheckpoint', 'modifier', 'waitBeforePersist']);
@@ -102,6 +103,7 @@ test('the native side takes exactly the sub-options index.d.ts declares', () => 
   assert.deepEqual(sorted(nativeFields('connection')), sorted(interfaces.get('NatsConnectionOptions').keys()));
   assert.deepEqual(sorted(nativeFields('streamConfig')), sorted(interfaces.get('NatsStreamConfig').keys()));
   assert.deepEqual(sorted(nativeFields('attachments')), sorted(interfaces.get('NatsAttachmentOptions').keys()));
+  assert.deepEqual(sorted(nativeFields('kv')), sorted(interfaces.get('NatsKvOptions').keys()));
   // Inline PEM is known to the native side only to be refused with a message that says why.
   assert.deepEqual(sorted(nativeFields('connection.tls')), sorted([...interfaces.get('NatsTlsOptions').keys(), 'ca', 'cert', 'key']));
   const pem = JSON.parse(

@@ -27,6 +27,7 @@ const OPTIONS = {
   maxDocumentBytes: 'number',
   officialDeletedFlag: 'boolean',
   attachments: 'object',
+  kv: 'object',
 };
 const PULL_OPTIONS = { batchSize: 'number', modifier: 'function', initialCheckpoint: 'any' };
 const PUSH_OPTIONS = {
@@ -36,7 +37,10 @@ const PUSH_OPTIONS = {
   waitBeforePersist: 'function',
 };
 const ATTACHMENT_OPTIONS = { bucket: 'string', inlineMaxBytes: 'number' };
-const REQUIRED = ['collection', 'replicationIdentifier', 'streamName', 'subjectPrefix'];
+const KV_OPTIONS = { bucket: 'string', history: 'number', create: 'boolean' };
+const REQUIRED = ['collection', 'replicationIdentifier'];
+/** Where the documents are: a stream and its subjects, or (`kv`) a KV bucket. */
+const LAYOUT = ['streamName', 'subjectPrefix'];
 
 /** Defaults of the options this side applies (index.d.ts says the same; a test checks it). */
 const DEFAULTS = {
@@ -97,6 +101,15 @@ function settingsOf(options, native) {
   for (const required of REQUIRED) {
     if (options[required] === undefined) throw invalidOption(`option ${required} is required`);
   }
+  if (options.kv) {
+    checkKeys(options.kv, KV_OPTIONS, 'kv.');
+  } else {
+    for (const required of LAYOUT) {
+      if (options[required] === undefined) {
+        throw invalidOption(`option ${required} is required (or kv: { bucket }, to replicate with a NATS KV bucket)`);
+      }
+    }
+  }
   if (!options.collection.schema || typeof options.collection.schema.primaryPath !== 'string') {
     throw invalidOption('option collection must be an RxCollection');
   }
@@ -129,6 +142,7 @@ function settingsOf(options, native) {
     pullModifier: !!(options.pull && options.pull.modifier),
     pulls: !!options.pull,
     attachments: options.attachments || {},
+    kv: options.kv,
   });
   const problem = native.validateOptions(nativeOptions);
   if (problem) throw new RxNatsError(JSON.parse(problem));
@@ -138,6 +152,7 @@ function settingsOf(options, native) {
     primaryPath: options.collection.schema.primaryPath,
     replicationIdentifier: options.replicationIdentifier,
     deletedField,
+    kv: !!options.kv,
     // With a custom deletedField, also write `_deleted`, the flag the official plugin reads and
     // writes (it ignores deletedField).
     officialFlag: deletedField !== '_deleted' && orDefault(options.officialDeletedFlag, 'officialDeletedFlag'),
@@ -158,5 +173,6 @@ module.exports = {
   PULL_OPTIONS,
   PUSH_OPTIONS,
   ATTACHMENT_OPTIONS,
+  KV_OPTIONS,
   DEFAULTS,
 };

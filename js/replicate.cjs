@@ -34,10 +34,15 @@ function toJson(doc) {
   }
 }
 
-/** A document as RxDB compares it (`_deleted`, a boolean) and as the server holds it (`deletedField`). */
-function documentFormats(deletedField) {
+/**
+ * A document as RxDB compares it (`_deleted`, a boolean) and as the server holds it
+ * (`deletedField`). In the KV layout a deleted document is a delete marker, which holds only the
+ * key: every deleted revision of a document compares as that.
+ */
+function documentFormats(deletedField, { kv, primaryPath }) {
   return {
     toRxFormat(doc) {
+      if (kv && doc._deleted) return { [primaryPath]: doc[primaryPath], _deleted: true };
       const copy = Object.assign({}, doc);
       if (deletedField !== '_deleted') {
         copy._deleted = !!copy[deletedField];
@@ -55,6 +60,12 @@ function documentFormats(deletedField) {
       return copy;
     },
   };
+}
+
+/** The KV value of a live document: the document without RxDB's deleted flag. */
+function valueOf(doc) {
+  const { _deleted, ...value } = doc;
+  return value;
 }
 
 /**
@@ -111,7 +122,7 @@ function pullModifierOf({ modifier, nat, primaryPath, formats }) {
  * string primary key (readers skip anything else), and with a custom deletedField it also
  * carries the official plugin's `_deleted`.
  */
-function pushBodies({ modifier, primaryPath, deletedField, officialFlag, emitError }) {
+function pushBodies({ modifier, primaryPath, deletedField, officialFlag, kv, emitError }) {
   const modifiedFrom = new WeakMap();
   const guardedModifier =
     modifier &&
@@ -145,7 +156,8 @@ function pushBodies({ modifier, primaryPath, deletedField, officialFlag, emitErr
       return refuse(`it has no string primary key ${JSON.stringify(primaryPath)}${modifier ? ' after push.modifier' : ''}`);
     }
     const written = officialFlag ? { ...doc, _deleted: !!doc[deletedField] } : doc;
-    const { json, problem } = toJson(written);
+    if (kv && written._deleted) return { id, json: '', written }; // a delete marker
+    const { json, problem } = toJson(kv ? valueOf(written) : written);
     if (problem !== undefined) return refuse(`it cannot be written as JSON (${problem})`);
     return { id, json, written };
   }
@@ -383,7 +395,7 @@ function createReplicateNats({ rxdb, replication, leaderElection, rxjs }) {
       const state = own.state;
       if (state && !state.isStopped()) state.subjects.error.next(info instanceof Error ? info : new RxNatsError(info));
     };
-    const formats = documentFormats(deletedField);
+    const formats = documentFormats(deletedField, { kv: settings.kv, primaryPath });
     const attachments = createAttachmentCodec({
       nat,
       collection,
@@ -409,6 +421,7 @@ function createReplicateNats({ rxdb, replication, leaderElection, rxjs }) {
       primaryPath,
       deletedField,
       officialFlag: settings.officialFlag,
+      kv: settings.kv,
       emitError,
     });
     const push = settings.push && {
@@ -488,4 +501,4 @@ function startedWith({ settings, guards, emitError, rxdbVersion }) {
   };
 }
 
-module.exports = { createReplicateNats, RxNatsError, subjectFor: native.subjectFor, compactStream };
+module.exports = { createReplicateNats, RxNatsError, subjectFor: native.subjectFor, keyFor: native.keyFor, compactStream };

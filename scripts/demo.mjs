@@ -1,8 +1,10 @@
 // The demo: a local nats-server, two in-memory RxDB databases replicating through it with
-// rxdb-nats-native, writes on both sides, and proof that they converge.
+// rxdb-nats-native, writes on both sides, and proof that they converge. With `--kv`, a last
+// round shares a KV bucket between an RxDB database and a plain nats.js KV client.
 import { createRxDatabase } from 'rxdb';
 import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
 import { replicateNats } from 'rxdb-nats-native';
+import { connect } from 'nats';
 import { startNatsServer } from './nats-server-process.mjs';
 
 const N = 5000;
@@ -129,6 +131,53 @@ await a.replication.cancel();
 await b.replication.cancel();
 await a.db.close();
 await b.db.close();
+const kvOk = process.argv.includes('--kv') ? await kvRound() : true;
 await server.destroy();
 log('replications cancelled, databases closed, nats-server stopped');
-process.exitCode = same && alphaWon === contested.length ? 0 : 1;
+process.exitCode = same && alphaWon === contested.length && kvOk ? 0 : 1;
+
+/**
+ * The KV layout: RxDB database "gamma" replicates KV bucket "people"; a nats.js KV client (any
+ * NATS service could be it) puts, reads and deletes the same documents.
+ */
+async function kvRound() {
+  const db = await createRxDatabase({ name: 'gamma', storage: getRxStorageMemory(), multiInstance: false });
+  await db.addCollections({ people: { schema } });
+  const replication = replicateNats({
+    collection: db.people,
+    replicationIdentifier: 'demo-kv',
+    kv: { bucket: 'people' },
+    connection: { servers: server.url, name: 'gamma' },
+    pull: {},
+    push: {},
+    retryTime: 500,
+  });
+  replication.error$.subscribe((e) => log(`gamma error: ${e.code || ''} ${e.message}`));
+  await replication.awaitInitialReplication();
+  const nc = await connect({ servers: server.url, name: 'kv-service' });
+  const kv = await nc.jetstream().views.kv('people');
+  const until = async (check) => {
+    for (let i = 0; i < 200 && !(await check()); i++) await new Promise((r) => setTimeout(r, 25));
+    return check();
+  };
+  await db.people.bulkInsert([
+    { id: 'ada', name: 'Ada', age: 36 },
+    { id: 'alan turing', name: 'Alan', age: 41 },
+  ]);
+  await replication.awaitInSync();
+  const ada = JSON.parse(new TextDecoder().decode((await kv.get('ada')).value));
+  log(`KV round: gamma inserted 2 documents; kv.get('ada') = ${JSON.stringify(ada)}`);
+  await kv.put('grace', new TextEncoder().encode(JSON.stringify({ id: 'grace', name: 'Grace', age: 85 })));
+  const arrived = await until(() => db.people.findOne('grace').exec());
+  log(`KV round: the KV client put 'grace'; gamma has it: ${!!arrived}`);
+  await kv.delete('ada');
+  const deleted = await until(async () => !(await db.people.findOne('ada').exec()));
+  log(`KV round: the KV client deleted 'ada'; gone from gamma: ${deleted}`);
+  const keys = [];
+  for await (const key of await kv.keys()) keys.push(key);
+  log(`KV round: kv.keys() = ${JSON.stringify(keys.sort())} (the id 'alan turing' is under an escaped key)`);
+  await replication.cancel();
+  await db.close();
+  await nc.close();
+  return ada.name === 'Ada' && !!arrived && deleted && keys.length === 2;
+}

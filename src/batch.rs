@@ -2,6 +2,7 @@
 //! each document, track the checkpoint, and collect what had to be skipped.
 
 use crate::error::{ErrorCode, ReplicationError};
+use crate::kv::{self, Operation};
 use crate::schema::FieldRules;
 use crate::subject;
 use bytes::Bytes;
@@ -42,9 +43,20 @@ fn nesting_depth(json: &[u8]) -> usize {
     deepest
 }
 
+/// Where documents live: the official plugin's subjects, or a KV bucket's keys.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Layout {
+    /// `<subjectPrefix>.<token>`, the body holds the deleted flag (see `subject.rs`).
+    #[default]
+    Stream,
+    /// `$KV.<bucket>.<key>`, a deleted document is a delete marker (see `kv.rs`).
+    Kv,
+}
+
 /// What decides whether a message body is a document of this collection.
 #[derive(Debug, Clone, Default)]
 pub struct DocumentShape {
+    pub layout: Layout,
     pub subject_prefix: String,
     pub primary_path: String,
     pub deleted_field: String,
@@ -94,11 +106,29 @@ fn with_flag(payload: &[u8], field: &str, value: bool) -> Bytes {
 }
 
 impl DocumentShape {
-    /// Checks one message and returns the document it holds.
+    /// The subject of document `id`.
+    pub fn subject_for(&self, id: &str) -> String {
+        match self.layout {
+            Layout::Stream => subject::subject_for(&self.subject_prefix, id),
+            Layout::Kv => kv::subject_for(&self.subject_prefix, id),
+        }
+    }
+
+    /// Every subject a document of this collection may be on.
+    pub fn filter(&self) -> String {
+        match self.layout {
+            Layout::Stream => format!("{}.*", self.subject_prefix),
+            Layout::Kv => kv::filter(&self.subject_prefix),
+        }
+    }
+
+    /// Checks one message (`op`: what its `KV-Operation` header says) and returns the document
+    /// it holds.
     pub fn decode(
         &self,
         subject: &str,
         sequence: u64,
+        op: Operation,
         payload: &Bytes,
     ) -> Result<Decoded, ReplicationError> {
         let malformed = |what: String| {
@@ -112,12 +142,32 @@ impl DocumentShape {
             )
             .with_subject(subject, sequence)
         };
-        let token = subject::token_of(&self.subject_prefix, subject).ok_or_else(|| {
+        let not_ours = || {
             malformed(format!(
                 "the subject is not {}.<document id>",
                 self.subject_prefix
             ))
-        })?;
+        };
+        let (decoded, literal) = match self.layout {
+            Layout::Stream => subject::candidate_ids(
+                subject::token_of(&self.subject_prefix, subject).ok_or_else(not_ours)?,
+            ),
+            Layout::Kv => {
+                let key = kv::key_of(&self.subject_prefix, subject).ok_or_else(not_ours)?;
+                match op {
+                    Operation::Put => kv::candidate_ids(key),
+                    Operation::Delete | Operation::Purge => {
+                        return Ok(kv::marker_document(&self.primary_path, key))
+                    }
+                    Operation::Unknown => {
+                        return Err(malformed(format!(
+                            "its {} header is none of PUT, DEL and PURGE",
+                            kv::KV_OPERATION
+                        )))
+                    }
+                }
+            }
+        };
         if let Some(max) = self.max_bytes.filter(|max| payload.len() > *max) {
             return Err(ReplicationError::new(
                 ErrorCode::DocumentTooLarge,
@@ -144,6 +194,12 @@ impl DocumentShape {
                 };
                 malformed(what)
             })?;
+        if self.layout == Layout::Kv && !fields.contains_key(self.primary_path.as_str()) {
+            // A KV service may put a value without its key inside: the key names it.
+            let id = decoded.unwrap_or_else(|| literal.to_string());
+            let body = kv::with_id(payload, &self.primary_path, &id);
+            return self.decode(subject, sequence, op, &body);
+        }
         let id: String = fields
             .get(self.primary_path.as_str())
             .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
@@ -153,13 +209,16 @@ impl DocumentShape {
                     self.primary_path
                 ))
             })?;
-        let (deleted, rewrite) = self.deleted_state(&fields).map_err(|()| {
-            malformed(format!(
-                "the deleted field {:?} is not a boolean",
-                self.deleted_field
-            ))
-        })?;
-        let (decoded, literal) = subject::candidate_ids(token);
+        let (deleted, rewrite) = match self.layout {
+            // A value is a live document: deletes are markers; a `_deleted` in it is ignored.
+            Layout::Kv => (false, None),
+            Layout::Stream => self.deleted_state(&fields).map_err(|()| {
+                malformed(format!(
+                    "the deleted field {:?} is not a boolean",
+                    self.deleted_field
+                ))
+            })?,
+        };
         if decoded.as_deref() != Some(id.as_str()) && literal != id {
             return Err(malformed(format!(
                 "its primary key {id:?} does not belong on this subject"
@@ -182,9 +241,13 @@ impl DocumentShape {
             .with_subject(subject, sequence)
             .with_document(id));
         }
-        let body = match rewrite {
-            Some(value) => with_flag(payload, &self.deleted_field, value),
-            None => payload.clone(),
+        let body = match (self.layout, rewrite) {
+            (Layout::Kv, _) if fields.contains_key(OFFICIAL_DELETED_FIELD) => {
+                with_flag(payload, OFFICIAL_DELETED_FIELD, false)
+            }
+            (Layout::Kv, _) => kv::with_field(payload, OFFICIAL_DELETED_FIELD, "false"),
+            (Layout::Stream, Some(value)) => with_flag(payload, &self.deleted_field, value),
+            (Layout::Stream, None) => payload.clone(),
         };
         Ok(Decoded { id, body })
     }
@@ -242,7 +305,7 @@ impl DocumentShape {
         sequence: u64,
         modified: Modified<'_>,
     ) -> Result<(), ReplicationError> {
-        let subject = subject::subject_for(&self.subject_prefix, id);
+        let subject = self.subject_for(id);
         let skipped = |code, what: String| {
             ReplicationError::new(
                 code,
@@ -340,8 +403,15 @@ impl BatchBuilder {
     }
 
     /// Takes one message; messages at or below the checkpoint are replays and are ignored.
-    pub fn push(&mut self, shape: &DocumentShape, subject: &str, sequence: u64, payload: Bytes) {
-        self.push_within(shape, subject, sequence, payload, usize::MAX);
+    pub fn push(
+        &mut self,
+        shape: &DocumentShape,
+        subject: &str,
+        sequence: u64,
+        op: Operation,
+        payload: Bytes,
+    ) {
+        self.push_within(shape, subject, sequence, op, payload, usize::MAX);
     }
 
     /// Like `push`, but refuses (returns `false`) a message that would make the batch hold more
@@ -351,13 +421,14 @@ impl BatchBuilder {
         shape: &DocumentShape,
         subject: &str,
         sequence: u64,
+        op: Operation,
         payload: Bytes,
         limit: usize,
     ) -> bool {
         if sequence <= self.checkpoint {
             return true;
         }
-        match shape.decode(subject, sequence, &payload) {
+        match shape.decode(subject, sequence, op, &payload) {
             Ok(Decoded { id, body }) => {
                 if self.slot_of.len() >= limit && !self.slot_of.contains_key(&id) {
                     return false;
@@ -471,7 +542,9 @@ mod tests {
             "[".repeat(200),
             "]".repeat(200)
         );
-        let err = shape().decode("app.docs.a", 9, &body(&deep)).unwrap_err();
+        let err = shape()
+            .decode("app.docs.a", 9, Operation::Put, &body(&deep))
+            .unwrap_err();
         assert!(err.message.contains("deeper than 128"), "{}", err.message);
     }
 
@@ -485,11 +558,13 @@ mod tests {
     fn accepts_documents_on_their_subject() {
         let s = shape();
         let plain = body(r#"{"id":"a","_deleted":false}"#);
-        let decoded = s.decode("app.docs.a", 1, &plain).unwrap();
+        let decoded = s.decode("app.docs.a", 1, Operation::Put, &plain).unwrap();
         assert_eq!((decoded.id.as_str(), &decoded.body), ("a", &plain));
         let escaped = subject::subject_for("app.docs", "a.b");
         assert_eq!(
-            s.decode(&escaped, 1, &body(r#"{"id":"a.b"}"#)).unwrap().id,
+            s.decode(&escaped, 1, Operation::Put, &body(r#"{"id":"a.b"}"#))
+                .unwrap()
+                .id,
             "a.b"
         );
     }
@@ -509,7 +584,12 @@ mod tests {
             (b"", "not a JSON object"),
         ] {
             let err = s
-                .decode("app.docs.a", 9, &Bytes::from_static(payload))
+                .decode(
+                    "app.docs.a",
+                    9,
+                    Operation::Put,
+                    &Bytes::from_static(payload),
+                )
                 .unwrap_err();
             assert_eq!(err.code, ErrorCode::MalformedMessage);
             assert_eq!(err.subject.as_deref(), Some("app.docs.a"));
@@ -522,11 +602,29 @@ mod tests {
     fn batch_keeps_newest_revision_and_skips_replays() {
         let s = shape();
         let mut b = BatchBuilder::new(2);
-        b.push(&s, "app.docs.a", 1, body(r#"{"id":"a","v":0}"#));
-        b.push(&s, "app.docs.a", 3, body(r#"{"id":"a","v":1}"#));
-        b.push(&s, "app.docs.b", 4, body(r#"{"id":"b"}"#));
-        b.push(&s, "app.docs.c", 5, body("oops"));
-        b.push(&s, "app.docs.a", 6, body(r#"{"id":"a","v":2}"#));
+        b.push(
+            &s,
+            "app.docs.a",
+            1,
+            Operation::Put,
+            body(r#"{"id":"a","v":0}"#),
+        );
+        b.push(
+            &s,
+            "app.docs.a",
+            3,
+            Operation::Put,
+            body(r#"{"id":"a","v":1}"#),
+        );
+        b.push(&s, "app.docs.b", 4, Operation::Put, body(r#"{"id":"b"}"#));
+        b.push(&s, "app.docs.c", 5, Operation::Put, body("oops"));
+        b.push(
+            &s,
+            "app.docs.a",
+            6,
+            Operation::Put,
+            body(r#"{"id":"a","v":2}"#),
+        );
         assert_eq!(b.len(), 2);
         assert_eq!(b.checkpoint, 6);
         assert_eq!(b.skipped.len(), 1);
@@ -538,9 +636,30 @@ mod tests {
     fn a_full_batch_refuses_a_new_document_but_takes_a_newer_revision() {
         let s = shape();
         let mut b = BatchBuilder::new(0);
-        assert!(b.push_within(&s, "app.docs.a", 1, body(r#"{"id":"a"}"#), 1));
-        assert!(!b.push_within(&s, "app.docs.b", 2, body(r#"{"id":"b"}"#), 1));
-        assert!(b.push_within(&s, "app.docs.a", 3, body(r#"{"id":"a","v":2}"#), 1));
+        assert!(b.push_within(
+            &s,
+            "app.docs.a",
+            1,
+            Operation::Put,
+            body(r#"{"id":"a"}"#),
+            1
+        ));
+        assert!(!b.push_within(
+            &s,
+            "app.docs.b",
+            2,
+            Operation::Put,
+            body(r#"{"id":"b"}"#),
+            1
+        ));
+        assert!(b.push_within(
+            &s,
+            "app.docs.a",
+            3,
+            Operation::Put,
+            body(r#"{"id":"a","v":2}"#),
+            1
+        ));
         assert_eq!(b.checkpoint, 3);
         assert_eq!(b.documents_json(), r#"[{"id":"a","v":2}]"#);
     }
@@ -561,7 +680,9 @@ mod tests {
             deleted_field: field.into(),
             ..shape()
         };
-        let decoded = s.decode("app.docs.a", 1, &body(json)).unwrap();
+        let decoded = s
+            .decode("app.docs.a", 1, Operation::Put, &body(json))
+            .unwrap();
         let doc: serde_json::Value = serde_json::from_slice(&decoded.body).unwrap();
         let deleted = doc[field] == serde_json::Value::Bool(true);
         (deleted, String::from_utf8(decoded.body.to_vec()).unwrap())
@@ -618,7 +739,9 @@ mod tests {
     fn with_a_modifier_the_schema_is_checked_on_its_output_not_on_the_message() {
         let s = schema_shape();
         // The message lacks a required field the modifier will add: not skipped here.
-        assert!(s.decode("app.docs.a", 3, &body(r#"{"id":"a"}"#)).is_ok());
+        assert!(s
+            .decode("app.docs.a", 3, Operation::Put, &body(r#"{"id":"a"}"#))
+            .is_ok());
         let raw = |json: &str| RawValue::from_string(json.to_string()).unwrap();
         let fixed = raw(r#"{"id":"a","age":0,"_deleted":false}"#);
         assert!(s.check_modified("a", 3, Modified::Document(&fixed)).is_ok());
@@ -671,8 +794,73 @@ mod tests {
             ..schema_shape()
         };
         let err = s
-            .decode("app.docs.a", 3, &body(r#"{"id":"a"}"#))
+            .decode("app.docs.a", 3, Operation::Put, &body(r#"{"id":"a"}"#))
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidDocument);
+    }
+
+    fn kv_shape() -> DocumentShape {
+        DocumentShape {
+            layout: Layout::Kv,
+            subject_prefix: "$KV.people".into(),
+            ..test_shape()
+        }
+    }
+
+    fn json(bytes: &Bytes) -> serde_json::Value {
+        serde_json::from_slice(bytes).unwrap()
+    }
+
+    #[test]
+    fn kv_values_are_live_documents_named_by_their_key() {
+        let s = kv_shape();
+        let put = |subject: &str, value: &str| s.decode(subject, 1, Operation::Put, &body(value));
+        let d = put("$KV.people.a", r#"{"id":"a","n":1}"#).unwrap();
+        assert_eq!(d.id, "a");
+        assert_eq!(
+            json(&d.body),
+            serde_json::json!({"id": "a", "n": 1, "_deleted": false})
+        );
+        // No id in the value: the key gives it, escaped keys decoded.
+        let d = put(&s.subject_for("a b"), r#"{"n":2}"#).unwrap();
+        assert_eq!(
+            json(&d.body),
+            serde_json::json!({"id": "a b", "n": 2, "_deleted": false})
+        );
+        // Keys may span tokens.
+        assert_eq!(put("$KV.people.x.y", r#"{"id":"x.y"}"#).unwrap().id, "x.y");
+        // A deleted flag in a value does not delete: only markers do.
+        let d = put("$KV.people.a", r#"{"id":"a","_deleted":true}"#).unwrap();
+        assert_eq!(json(&d.body)["_deleted"], false);
+        for (subject, value) in [
+            ("$KV.people.a", r#"{"id":"b"}"#),
+            ("$KV.people.a", "not json"),
+            ("$KV.people.a", "[1]"),
+            ("$KV.other.a", r#"{"id":"a"}"#),
+        ] {
+            let err = put(subject, value).unwrap_err();
+            assert_eq!(err.code, ErrorCode::MalformedMessage, "{subject} {value}");
+        }
+    }
+
+    #[test]
+    fn kv_delete_and_purge_markers_are_deleted_documents() {
+        let s = kv_shape();
+        for op in [Operation::Delete, Operation::Purge] {
+            let d = s
+                .decode(&s.subject_for("a b"), 4, op, &Bytes::new())
+                .unwrap();
+            assert_eq!(d.id, "a b");
+            assert_eq!(
+                json(&d.body),
+                serde_json::json!({"id": "a b", "_deleted": true})
+            );
+        }
+        let err = s
+            .decode("$KV.people.a", 4, Operation::Unknown, &Bytes::new())
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::MalformedMessage);
+        assert!(err.message.contains("KV-Operation"), "{}", err.message);
+        assert_eq!(s.filter(), "$KV.people.>");
     }
 }

@@ -3,7 +3,7 @@
 //! the raw request to `$JS.API.DIRECT.GET.<stream>` and reads replies until end-of-batch.
 
 use async_nats::header::{NATS_SEQUENCE, NATS_SUBJECT};
-use async_nats::{Client, StatusCode};
+use async_nats::{Client, HeaderMap, StatusCode};
 use bytes::Bytes;
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -16,8 +16,8 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// What a batch read gave: the last message per subject, or that the server cannot do it.
 #[derive(Debug)]
 pub enum BatchRead {
-    /// Subject -> (sequence, body); subjects without messages are absent.
-    Found(HashMap<String, (u64, Bytes)>),
+    /// Subject -> (sequence, headers, body); subjects without messages are absent.
+    Found(HashMap<String, (u64, Option<HeaderMap>, Bytes)>),
     /// The server or the stream does not support it: use single reads.
     Unsupported,
 }
@@ -72,7 +72,7 @@ pub async fn last_messages(
                     .ok_or("direct get reply has no Nats-Sequence")?
                     .as_str()
                     .parse()?;
-                found.insert(subject, (sequence, message.payload));
+                found.insert(subject, (sequence, message.headers, message.payload));
             }
             // 408 "Bad Request" (servers before 2.11, or a stream without allow_direct).
             Some(code) if code == StatusCode::TIMEOUT.as_u16() || code == 400 => {
@@ -149,10 +149,10 @@ mod tests {
             panic!("nats-server 2.15 with allow_direct must answer a batch direct get");
         };
         assert_eq!(found.len(), 1024);
-        let (seq, body) = &found["direct.d7"];
+        let (seq, _, body) = &found["direct.d7"];
         assert_eq!(&body[..], b"v2-7");
         assert_eq!(*seq, 1501);
-        assert_eq!(&found["direct.d1000"].1[..], b"v1-1000");
+        assert_eq!(&found["direct.d1000"].2[..], b"v1-1000");
 
         let some: Vec<String> = vec!["direct.d1".into(), "direct.none".into()];
         let BatchRead::Found(found) = last_messages(&client, "DIRECT", &some).await.unwrap() else {

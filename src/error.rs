@@ -40,6 +40,8 @@ pub enum ErrorCode {
     AttachmentMissing,
     /// An attachment's data does not match its reference (size or SHA-256), or is not base64.
     AttachmentCorrupt,
+    /// The KV bucket does not exist and `kv.create` is false.
+    BucketNotFound,
 }
 
 impl ErrorCode {
@@ -62,6 +64,7 @@ impl ErrorCode {
             ErrorCode::Internal => "NATS_INTERNAL",
             ErrorCode::AttachmentMissing => "NATS_ATTACHMENT_MISSING",
             ErrorCode::AttachmentCorrupt => "NATS_ATTACHMENT_CORRUPT",
+            ErrorCode::BucketNotFound => "NATS_BUCKET_NOT_FOUND",
         }
     }
 }

@@ -11,6 +11,7 @@ mod batch;
 mod connection;
 mod direct;
 mod error;
+mod kv;
 mod live;
 mod log;
 mod objects;
@@ -249,6 +250,13 @@ pub async fn compact_stream(options_json: String) -> String {
 #[napi]
 pub fn subject_for(prefix: String, id: String) -> String {
     subject::subject_for(&prefix, &id)
+}
+
+/// The KV key of document `id` in the KV layout (ids a key cannot carry are escaped; see the
+/// README's KV layout).
+#[napi]
+pub fn key_for(id: String) -> String {
+    kv::key_for(&id)
 }
 
 /// The native half of one replication.

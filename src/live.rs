@@ -11,6 +11,7 @@
 use crate::batch::{BatchBuilder, DocumentShape, HandedBatch};
 use crate::connection::{Connection, ConnectionEvent};
 use crate::error::{ReplicationError, Result};
+use crate::kv::{self, Operation};
 use crate::pull::{create_consumer, Start};
 use async_nats::jetstream::stream::Stream;
 use bytes::Bytes;
@@ -122,6 +123,7 @@ struct Delivered {
     subject: String,
     stream_sequence: u64,
     consumer_sequence: u64,
+    op: Operation,
     payload: Bytes,
 }
 
@@ -165,6 +167,7 @@ impl Gatherer {
             shape,
             &message.subject,
             message.stream_sequence,
+            message.op,
             message.payload,
         );
         if batch.len() >= batch_size {
@@ -258,6 +261,7 @@ async fn feed_once<S: FeedSource>(
                     subject: message.subject.to_string(),
                     stream_sequence: info.stream_sequence,
                     consumer_sequence: info.consumer_sequence,
+                    op: kv::operation(message.headers.as_ref()),
                     payload: message.payload.clone(),
                 })
             })
@@ -354,6 +358,7 @@ mod tests {
                 subject: format!("app.docs.{id}"),
                 stream_sequence,
                 consumer_sequence,
+                op: Operation::Put,
                 payload: Bytes::from(format!(r#"{{"id":"{id}"}}"#)),
             })))
         }

@@ -11,9 +11,11 @@ use std::time::Duration;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReplicationOptions {
-    /// JetStream stream that stores the documents.
+    /// JetStream stream that stores the documents (with `kv`: the bucket's, set by `kv.rs`).
+    #[serde(default)]
     pub stream_name: String,
-    /// Documents live on `<subject_prefix>.<id>`.
+    /// Documents live on `<subject_prefix>.<id>` (with `kv`: `$KV.<bucket>`, set by `kv.rs`).
+    #[serde(default)]
     pub subject_prefix: String,
     /// The collection's primary key field.
     pub primary_path: String,
@@ -44,6 +46,21 @@ pub struct ReplicationOptions {
     /// Where attachment data goes (see `attachments.rs`).
     #[serde(default)]
     pub attachments: AttachmentOptions,
+    /// The KV layout: the documents are the entries of this KV bucket (see `kv.rs`).
+    #[serde(default)]
+    pub kv: Option<KvOptions>,
+}
+
+/// Option `kv`: replicate with a NATS KV bucket instead of `streamName` + `subjectPrefix`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KvOptions {
+    /// The bucket (stream `KV_<bucket>`, subjects `$KV.<bucket>.>`).
+    pub bucket: String,
+    /// Revisions per key of a bucket this library creates (1 when not given, at most 64).
+    pub history: Option<u64>,
+    /// Create the bucket when it is missing (true when not given); false requires it to exist.
+    pub create: Option<bool>,
 }
 
 /// Option `attachments`: small attachments travel in the message, the others in an Object Store.
@@ -282,12 +299,20 @@ impl ReplicationOptions {
 
     /// Parses and checks the options JSON the JS glue sends.
     pub fn from_json(json: &str) -> Result<Self> {
-        let options: ReplicationOptions = parse_options(json)?;
+        let mut options: ReplicationOptions = parse_options(json)?;
+        // KV layout: checks its options and points streamName/subjectPrefix at the bucket.
+        crate::kv::apply_options(&mut options)?;
         options.check()?;
         Ok(options)
     }
 
     fn check(&self) -> Result<()> {
+        if self.stream_name.is_empty() || self.subject_prefix.is_empty() {
+            return invalid(
+                "options streamName and subjectPrefix are required (or kv, for a KV bucket)"
+                    .to_string(),
+            );
+        }
         check_stream_name(&self.stream_name)?;
         if !subject::is_valid_prefix(&self.subject_prefix) {
             return invalid(format!(

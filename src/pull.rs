@@ -2,6 +2,7 @@
 
 use crate::batch::{BatchBuilder, DocumentShape};
 use crate::error::{ReplicationError, Result};
+use crate::kv::{self, Operation};
 use async_nats::jetstream::consumer::{self, pull::Config, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::stream::Stream;
 use bytes::Bytes;
@@ -63,6 +64,7 @@ fn read_ahead(batch_size: usize) -> usize {
 struct Buffered {
     subject: String,
     sequence: u64,
+    op: Operation,
     payload: Bytes,
 }
 
@@ -148,7 +150,7 @@ impl PullCursor {
             cursor.close(Some(stream)).await;
             // Without a checkpoint, only each document's newest revision matters: the checkpoint
             // stays right, as every document whose newest message is at or before it was taken.
-            let filter = format!("{}.*", shape.subject_prefix);
+            let filter = shape.filter();
             let start = if checkpoint == 0 {
                 Start::NewestOf(&filter)
             } else {
@@ -165,7 +167,7 @@ impl PullCursor {
         'batch: loop {
             while let Some(m) = cursor.buffer.front() {
                 let payload = m.payload.clone();
-                if !batch.push_within(shape, &m.subject, m.sequence, payload, batch_size) {
+                if !batch.push_within(shape, &m.subject, m.sequence, m.op, payload, batch_size) {
                     break 'batch;
                 }
                 cursor.buffer.pop_front();
@@ -185,6 +187,7 @@ impl PullCursor {
                     got.push(Buffered {
                         subject: message.subject.to_string(),
                         sequence,
+                        op: kv::operation(message.headers.as_ref()),
                         payload: message.payload.clone(),
                     });
                 }

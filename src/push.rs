@@ -1,11 +1,11 @@
 //! Push: read the server state of a batch of documents, then write with optimistic concurrency
 //! (`expected last subject sequence`), pipelined, awaiting the acknowledgements together.
 
-use crate::batch::DocumentShape;
+use crate::batch::{DocumentShape, Layout};
 use crate::connection::Connection;
 use crate::direct::{self, BatchRead};
 use crate::error::{ErrorCode, ReplicationError, Result};
-use crate::subject;
+use crate::kv::{self, Operation};
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
 use async_nats::jetstream::ErrorCode as JsCode;
@@ -25,6 +25,8 @@ pub struct CurrentState {
     pub sequence: u64,
     /// The body, or `None` when the message there is not a valid document (it may be replaced).
     pub body: Option<Bytes>,
+    /// KV layout: the key's last entry is a delete or purge marker (a create may replace it).
+    pub marker: bool,
 }
 
 /// How to read document states.
@@ -49,22 +51,19 @@ pub async fn read_current(
     if mode == ReadMode::Batched && batch_get_allowed(conn, stream) {
         let mut states = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(direct::MAX_SUBJECTS) {
-            let subjects: Vec<String> = chunk
-                .iter()
-                .map(|id| subject::subject_for(&shape.subject_prefix, id))
-                .collect();
+            let subjects: Vec<String> = chunk.iter().map(|id| shape.subject_for(id)).collect();
             let name = &stream.cached_info().config.name;
             match direct::last_messages(&conn.client, name, &subjects).await {
                 Ok(BatchRead::Found(mut found)) => {
                     for subject in &subjects {
-                        states.push(found.remove(subject).map(|(sequence, payload)| {
-                            CurrentState {
+                        states.push(found.remove(subject).map(|(sequence, headers, payload)| {
+                            state_of(
+                                shape,
+                                subject,
                                 sequence,
-                                body: shape
-                                    .decode(subject, sequence, &payload)
-                                    .ok()
-                                    .map(|d| d.body),
-                            }
+                                kv::operation(headers.as_ref()),
+                                &payload,
+                            )
                         }));
                     }
                 }
@@ -108,15 +107,15 @@ async fn read_one(
     shape: &DocumentShape,
     id: &str,
 ) -> Result<Option<CurrentState>> {
-    let subject = subject::subject_for(&shape.subject_prefix, id);
+    let subject = shape.subject_for(id);
     match stream.get_last_raw_message_by_subject(&subject).await {
-        Ok(message) => Ok(Some(CurrentState {
-            sequence: message.sequence,
-            body: shape
-                .decode(&subject, message.sequence, &message.payload)
-                .ok()
-                .map(|d| d.body),
-        })),
+        Ok(message) => Ok(Some(state_of(
+            shape,
+            &subject,
+            message.sequence,
+            kv::operation(Some(&message.headers)),
+            &message.payload,
+        ))),
         Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => Ok(None),
         Err(e) => Err(ReplicationError::unavailable(
             &format!("reading the server state of document {id:?}"),
@@ -126,10 +125,28 @@ async fn read_one(
     }
 }
 
+fn state_of(
+    shape: &DocumentShape,
+    subject: &str,
+    sequence: u64,
+    op: Operation,
+    payload: &Bytes,
+) -> CurrentState {
+    CurrentState {
+        sequence,
+        body: shape
+            .decode(subject, sequence, op, payload)
+            .ok()
+            .map(|d| d.body),
+        marker: shape.layout == Layout::Kv && op.is_marker(),
+    }
+}
+
 /// One document to write, and the sequence its subject must be at (0: must not exist yet).
 #[derive(Debug, Clone)]
 pub struct Write {
     pub id: String,
+    /// The JSON document; in the KV layout, empty for a delete (written as a delete marker).
     pub body: Bytes,
     pub expected_sequence: u64,
 }
@@ -149,7 +166,7 @@ pub enum WriteOutcome {
 /// A transient failure of any write fails the call (RxDB retries the batch).
 pub async fn publish_all(
     conn: &Connection,
-    prefix: &str,
+    shape: &DocumentShape,
     writes: &[Write],
 ) -> Result<Vec<WriteOutcome>> {
     let max_payload = conn.max_payload();
@@ -159,10 +176,14 @@ pub async fn publish_all(
             pending.push(Err(too_large(write, max_payload)));
             continue;
         }
-        let subject = subject::subject_for(prefix, &write.id);
-        let message = async_nats::jetstream::message::PublishMessage::build()
+        let subject = shape.subject_for(&write.id);
+        let mut message = async_nats::jetstream::message::PublishMessage::build()
             .payload(write.body.clone())
             .expected_last_subject_sequence(write.expected_sequence);
+        if shape.layout == Layout::Kv && write.body.is_empty() {
+            // What `kv.delete(key)` writes, so every KV client sees the key deleted.
+            message = message.header(kv::KV_OPERATION, "DEL");
+        }
         match conn.jetstream.send_publish(subject, message).await {
             Ok(ack) => pending.push(Ok(ack)),
             Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {

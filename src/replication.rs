@@ -2,9 +2,10 @@
 //! a failure), its pull cursor and its live feed. This is the API the N-API layer forwards to.
 
 use crate::attachments::{self, DocumentToEncode};
-use crate::batch::{BatchBuilder, DocumentShape, HandedBatch, Modified, ReportedOnce};
+use crate::batch::{BatchBuilder, DocumentShape, HandedBatch, Layout, Modified, ReportedOnce};
 use crate::connection::{self, Connection};
 use crate::error::{ErrorCode, ReplicationError, Result};
+use crate::kv;
 use crate::live::{self, FeedSource, LiveEvent, LiveFeed};
 use crate::objects::{CleanupReport, Encoded, Fetched, Objects, WantedObject};
 use crate::options::ReplicationOptions;
@@ -73,6 +74,11 @@ pub struct Replication {
 impl Replication {
     pub fn new(options: ReplicationOptions, retry_time: Duration) -> Self {
         let shape = DocumentShape {
+            layout: if options.kv.is_some() {
+                Layout::Kv
+            } else {
+                Layout::Stream
+            },
             subject_prefix: options.subject_prefix.clone(),
             primary_path: options.primary_path.clone(),
             deleted_field: options.deleted_field.clone(),
@@ -147,7 +153,10 @@ impl Replication {
         }
         let current = link.as_mut().expect("link was just set");
         if current.stream.is_none() {
-            current.stream = Some(stream::ensure_stream(&current.conn, &self.options).await?);
+            current.stream = Some(match &self.options.kv {
+                Some(bucket) => kv::ensure_bucket(&current.conn, &self.options, bucket).await?,
+                None => stream::ensure_stream(&current.conn, &self.options).await?,
+            });
         }
         Ok((
             current.conn.clone(),
@@ -277,12 +286,18 @@ impl Replication {
     /// Writes the documents; `conflicts_found` conflicts of this batch were decided before
     /// writing (they are counted with those the server reports). A write that meets a message
     /// that is not a valid document (another writer's garbage) is written once more, expecting
-    /// that message's sequence. A conflict whose server state cannot be read fails the call:
-    /// RxDB retries the batch.
+    /// that message's sequence; so is, in the KV layout, a create that meets a delete marker
+    /// (as KV's own `create` may reuse a deleted key). A conflict whose server state cannot be
+    /// read fails the call: RxDB retries the batch.
     pub async fn publish(&self, writes: Vec<Write>, conflicts_found: usize) -> Result<Vec<Pushed>> {
         let mut outcomes = self.publish_once(&writes).await?;
         let again: Vec<usize> = (0..writes.len())
-            .filter(|&i| matches!(&outcomes[i], (WriteOutcome::Conflict, Some(state)) if state.body.is_none()))
+            .filter(|&i| match &outcomes[i] {
+                (WriteOutcome::Conflict, Some(state)) => {
+                    state.body.is_none() || (state.marker && writes[i].expected_sequence == 0)
+                }
+                _ => false,
+            })
             .collect();
         if !again.is_empty() {
             let retry: Vec<Write> = again
@@ -333,11 +348,11 @@ impl Replication {
             .iter()
             .partition(|w| self.shape.max_bytes.is_none_or(|max| w.body.len() <= max));
         let outcomes = if refused.is_empty() {
-            let result = push::publish_all(&conn, &self.options.subject_prefix, writes).await;
+            let result = push::publish_all(&conn, &self.shape, writes).await;
             self.on_failure(result).await?
         } else {
             let allowed: Vec<Write> = allowed.into_iter().cloned().collect();
-            let result = push::publish_all(&conn, &self.options.subject_prefix, &allowed).await;
+            let result = push::publish_all(&conn, &self.shape, &allowed).await;
             let mut written = self.on_failure(result).await?.into_iter();
             writes
                 .iter()

@@ -6,6 +6,7 @@ import type { RxReplicationState } from 'rxdb/plugins/replication';
 import {
   replicateNats,
   subjectFor,
+  keyFor,
   RxNatsError,
   RxNatsReplicationState,
   type NatsCheckpointType,
@@ -78,6 +79,21 @@ natsState.removeUnreferencedAttachments({ olderThanMs: '1h' });
 // @ts-expect-error the state of another document type
 const other: RxReplicationState<{ sku: number }, NatsCheckpointType> = replicateNats(base);
 
+// The KV layout: a bucket instead of a stream.
+const kvState: RxReplicationState<Person, NatsCheckpointType> = replicateNats({
+  collection: db.people,
+  replicationIdentifier: 'people-kv',
+  kv: { bucket: 'people', history: 5, create: false },
+  push: {},
+});
+const key: string = keyFor('a b');
+void [kvState, key];
+// @ts-expect-error kv replaces streamName and subjectPrefix
+replicateNats({ ...base, kv: { bucket: 'people' } });
+// @ts-expect-error a stream needs its subjectPrefix
+replicateNats({ collection: db.people, replicationIdentifier: 'x', streamName: 'people' });
+// @ts-expect-error kv.history is a number of revisions
+replicateNats({ collection: db.people, replicationIdentifier: 'x', kv: { bucket: 'people', history: '5' } });
 // @ts-expect-error unknown option
 replicateNats({ ...base, subjects: ['x'] });
 // @ts-expect-error unknown connection option (nats.js authenticators are not supported)
