@@ -8,7 +8,8 @@ import { replicateNats as replicateNative } from 'rxdb-nats-native';
 import { replicateNats as replicateOfficial } from 'rxdb/plugins/replication-nats';
 import { replicateRxCollection } from 'rxdb/plugins/replication';
 import { connect } from 'nats';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { startNatsServer } from '../scripts/nats-server-process.mjs';
 import { spawnDelayProxy } from '../scripts/delay-proxy.mjs';
@@ -64,16 +65,18 @@ function bytesOf(size, seed) {
   return buffer;
 }
 
-const server = await startNatsServer();
+// Set in the child process that seeds the stream (see `seed`): the server to seed, no scenario.
+const SEED_URL = process.env.BENCH_SEED_URL;
+const server = SEED_URL ? null : await startNatsServer();
 // BENCH_DELAY_MS > 0: the clients reach the server over a slow link (a delaying proxy in a
 // process of its own, so this process's work cannot delay the link), each way.
 const DELAY_MS = Number(process.env.BENCH_DELAY_MS || 0);
 let proxy = null;
-if (DELAY_MS > 0) {
+if (DELAY_MS > 0 && server) {
   proxy = await spawnDelayProxy(server.port, DELAY_MS);
   server.proxiedUrl = proxy.url;
 }
-const url = server.proxiedUrl || server.url;
+const url = SEED_URL || server.proxiedUrl || server.url;
 const STREAM = 'bench';
 const PREFIX = 'bench.docs';
 
@@ -177,8 +180,19 @@ function timeArrivals(started, collection, target, selector = {}) {
   });
 }
 
-/** Seeds the stream with N documents through the native replication. */
+/**
+ * Seeds the stream with n documents, in a child process: what seeding allocates (a database of n
+ * documents and its push) must count neither in this process's peak RSS nor in the garbage
+ * collection of the pull timed after it, which RxDB's own pull cell does not have either.
+ */
 async function seed(n) {
+  await promisify(execFile)(process.execPath, [fileURLToPath(import.meta.url), 'native', 'seed', String(n), '1000', '0'], {
+    env: { ...process.env, BENCH_SEED_URL: server.url },
+  });
+}
+
+/** Seeds the stream at `url` with n documents through the native replication. */
+async function seedHere(n) {
   const db = await createDb();
   const r = replicateNative({
     collection: db.docs, replicationIdentifier: 'seed', streamName: STREAM, subjectPrefix: PREFIX,
@@ -390,6 +404,11 @@ const scenarios = {
     return { ...result, reached: result.complete ? n : 0 };
   },
 };
+
+if (SEED_URL) {
+  await seedHere(N);
+  process.exit(0);
+}
 
 const baseline = process.memoryUsage().rss;
 let result;
