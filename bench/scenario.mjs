@@ -1,5 +1,5 @@
 // One benchmark run in its own process (so peak RSS belongs to it), on its own nats-server.
-// Usage: node bench/scenario.mjs <impl: native|official|raw|floor> <scenario> <N> <batch> <limitMs> [size]
+// Usage: node bench/scenario.mjs <impl: native|official|noop|raw|floor> <scenario> <N> <batch> <limitMs> [size]
 // (size: bytes per attachment, for the attachment scenarios). Prints one JSON line with the result.
 import { createRxDatabase, addRxPlugin } from 'rxdb';
 import { RxDBAttachmentsPlugin } from 'rxdb/plugins/attachments';
@@ -8,7 +8,8 @@ import { replicateNats as replicateNative } from 'rxdb-nats-native';
 import { replicateNats as replicateOfficial } from 'rxdb/plugins/replication-nats';
 import { replicateRxCollection } from 'rxdb/plugins/replication';
 import { connect } from 'nats';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { startNatsServer } from '../scripts/nats-server-process.mjs';
 import { spawnDelayProxy } from '../scripts/delay-proxy.mjs';
@@ -64,16 +65,18 @@ function bytesOf(size, seed) {
   return buffer;
 }
 
-const server = await startNatsServer();
+// Set in the child process that seeds the stream (see `seed`): the server to seed, no scenario.
+const SEED_URL = process.env.BENCH_SEED_URL;
+const server = SEED_URL ? null : await startNatsServer();
 // BENCH_DELAY_MS > 0: the clients reach the server over a slow link (a delaying proxy in a
 // process of its own, so this process's work cannot delay the link), each way.
 const DELAY_MS = Number(process.env.BENCH_DELAY_MS || 0);
 let proxy = null;
-if (DELAY_MS > 0) {
+if (DELAY_MS > 0 && server) {
   proxy = await spawnDelayProxy(server.port, DELAY_MS);
   server.proxiedUrl = proxy.url;
 }
-const url = server.proxiedUrl || server.url;
+const url = SEED_URL || server.proxiedUrl || server.url;
 const STREAM = 'bench';
 const PREFIX = 'bench.docs';
 
@@ -140,8 +143,56 @@ async function timeUntil(started, count, target, everyMs = 5) {
   }
 }
 
-/** Seeds the stream with N documents through the native replication. */
+/**
+ * Times until `target` distinct documents of `collection` match `selector` (a plain equality
+ * selector; default: every document), as the collection's change stream reports them: a constant
+ * cost per document, the same for every impl (polling a count instead scans the whole collection
+ * each time, so a slower run paid for more scans). Call it before the replication starts. The
+ * last batch's indexing, which RxDB's memory storage defers to the next read, is included by
+ * reading one document; a count with the selector checks the result after the clock stopped.
+ * Resolves {ms, reached, complete}.
+ */
+function timeArrivals(started, collection, target, selector = {}) {
+  const fields = Object.entries(selector);
+  const matches = (doc) => fields.every(([field, value]) => doc[field] === value);
+  const present = new Set();
+  let last;
+  let finish;
+  const arrived = new Promise((resolve) => {
+    finish = resolve;
+  });
+  const sub = collection.eventBulks$.subscribe((bulk) => {
+    for (const event of bulk.events) {
+      if (event.operation !== 'DELETE' && matches(event.documentData)) present.add(event.documentId);
+      else present.delete(event.documentId);
+      last = event.documentId;
+    }
+    if (present.size >= target) finish(true);
+  });
+  const timer = setTimeout(() => finish(false), Math.max(0, LIMIT_MS - (performance.now() - started)));
+  return arrived.then(async (inTime) => {
+    sub.unsubscribe();
+    clearTimeout(timer);
+    if (inTime) await collection.storageInstance.findDocumentsById([last], false);
+    const ms = performance.now() - started;
+    const reached = await collection.count({ selector }).exec();
+    return { ms, reached, complete: inTime && reached >= target };
+  });
+}
+
+/**
+ * Seeds the stream with n documents, in a child process: what seeding allocates (a database of n
+ * documents and its push) must count neither in this process's peak RSS nor in the garbage
+ * collection of the pull timed after it, which RxDB's own pull cell does not have either.
+ */
 async function seed(n) {
+  await promisify(execFile)(process.execPath, [fileURLToPath(import.meta.url), 'native', 'seed', String(n), '1000', '0'], {
+    env: { ...process.env, BENCH_SEED_URL: server.url },
+  });
+}
+
+/** Seeds the stream at `url` with n documents through the native replication. */
+async function seedHere(n) {
   const db = await createDb();
   const r = replicateNative({
     collection: db.docs, replicationIdentifier: 'seed', streamName: STREAM, subjectPrefix: PREFIX,
@@ -176,8 +227,9 @@ const scenarios = {
 
     const b = await createDb({ attachments: true });
     started = performance.now();
+    const arrivals = timeArrivals(started, b.docs, N);
     replicate(b, { push: false, live: false });
-    const pull = await timeUntil(started, () => b.docs.count().exec(), N);
+    const pull = await arrivals;
     const readMs = performance.now() - started;
     // Every attachment arrived whole (checked after timing: reading is RxDB's, not ours).
     let whole = 0;
@@ -233,6 +285,7 @@ const scenarios = {
     const prepared = docs(N).map((d) => ({ ...d, _deleted: false }));
     const db = await createDb();
     const started = performance.now();
+    const arrivals = timeArrivals(started, db.docs, N);
     replicateRxCollection({
       collection: db.docs,
       replicationIdentifier: 'noop-pull',
@@ -246,7 +299,7 @@ const scenarios = {
       },
       live: false,
     });
-    return timeUntil(started, () => db.docs.count().exec(), N);
+    return arrivals;
   },
 
   async push() {
@@ -268,8 +321,9 @@ const scenarios = {
     await seed(N);
     const db = await createDb();
     const started = performance.now();
+    const arrivals = timeArrivals(started, db.docs, N);
     replicate(db, { push: false, live: false });
-    return timeUntil(started, () => db.docs.count().exec(), N);
+    return arrivals;
   },
 
   // A fresh client pulls N documents that have BATCH revisions each (written round-robin by a
@@ -291,8 +345,9 @@ const scenarios = {
     await nc.close();
     const db = await createDb();
     const started = performance.now();
+    const arrivals = timeArrivals(started, db.docs, N, { age: revisions });
     replicate(db, { push: false, live: false, batch: 100 });
-    const result = await timeUntil(started, () => db.docs.count({ selector: { age: revisions } }).exec(), N, 20);
+    const result = await arrivals;
     return { ...result, revisions, messages: N * revisions };
   },
 
@@ -349,6 +404,11 @@ const scenarios = {
     return { ...result, reached: result.complete ? n : 0 };
   },
 };
+
+if (SEED_URL) {
+  await seedHere(N);
+  process.exit(0);
+}
 
 const baseline = process.memoryUsage().rss;
 let result;

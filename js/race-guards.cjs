@@ -44,13 +44,21 @@ function createRaceGuards({ collection, toRxFormat, comparable }) {
 
   // Handed to RxDB, written or read: RxDB applies what it is handed later, after its own
   // pushes, so a state older than one known here is stale.
-  const known = new Map();
+  // Two generations, so forgetting costs nothing per document (evicting a Map's oldest key one
+  // by one gets slower as deleted slots pile up at its front): when `current` is full it becomes
+  // `previous` and the one before is dropped whole. Between them they hold at least the last
+  // KNOWN_STATES documents remembered; `current` shadows an older entry left in `previous`.
+  let current = new Map();
+  let previous = new Map();
+  const newest = (id) => current.get(id) || previous.get(id);
   const remember = (id, sequence, doc) => {
-    const before = known.get(id);
+    const before = newest(id);
     if (before && before.sequence >= sequence) return;
-    known.delete(id);
-    known.set(id, { sequence, doc: comparable(doc) });
-    if (known.size > KNOWN_STATES) known.delete(known.keys().next().value);
+    current.set(id, { sequence, doc: comparable(doc) });
+    if (current.size >= KNOWN_STATES) {
+      previous = current;
+      current = new Map();
+    }
   };
 
   return {
@@ -65,8 +73,8 @@ function createRaceGuards({ collection, toRxFormat, comparable }) {
      * a newer one of its document is known.
      */
     isStale(masterState) {
-      const newest = known.get(masterState[primaryPath]);
-      return !!newest && !sameContent(masterState, newest.doc);
+      const state = newest(masterState[primaryPath]);
+      return !!state && !sameContent(masterState, state.doc);
     },
 
     /**
