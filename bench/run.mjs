@@ -9,7 +9,7 @@
 //   BENCH_QUICK=1        a ~2-minute subset (1,000 and 10,000 documents, batch 100); does not touch the README
 //   BENCH_SIZES=1000,10000 BENCH_BATCHES=100 BENCH_RUNS=5 BENCH_LIMIT_MS=60000   (defaults: 1000,10000,100000; 100,1000; 3; 60000)
 //                        (a push or pull cell's limit is 3× RxDB's own time for it when that is longer)
-//   BENCH_ONLY=revisions|slow|latency|...   one part only (does not touch the README)
+//   BENCH_ONLY=revisions|slow|latency|kv|...   one part only (does not touch the README)
 //   BENCH_DELAY_MS=20    the one-way delay of the slow link
 //   BENCH_ATTACHMENTS=100x102400,10x5242880   documents x bytes per attachment (the default; empty: none)
 import { execFileSync } from 'node:child_process';
@@ -98,6 +98,16 @@ if (part('slow')) {
   for (const impl of ['native', 'official']) {
     for (const scenario of ['push', 'pull', 'latency']) {
       cell(impl, scenario, SLOW_N, 100, { env: slow, key: `slow/${impl}/${scenario}`, runs: impl === 'official' && scenario === 'pull' ? 1 : RUNS });
+    }
+  }
+}
+
+// The KV layout next to the stream layout: the same documents, native both ways.
+const KV_N = 10000;
+if (part('kv')) {
+  for (const layout of ['stream', 'kv']) {
+    for (const scenario of ['push', 'pull']) {
+      cell('native', scenario, KV_N, 100, { env: { BENCH_LAYOUT: layout }, key: `layout/${layout}/${scenario}` });
     }
   }
 }
@@ -231,6 +241,14 @@ if (part('slow')) {
   t.push(`| push ${SLOW_N} documents, batches of 100 | ${push('native')} | ${push('official')} |`);
   t.push(`| pull ${SLOW_N} documents, batches of 100 | ${pull('native')} | ${pull('official')} |`);
   t.push(`| live: single writes seen by another client | ${live('native')} | ${live('official')} |`);
+  tables.push(t.join('\n'));
+}
+
+if (part('kv')) {
+  const t = [`| layout (native, ${KV_N} documents, batches of 100) | push ms | pull ms |`, '| --- | ---: | ---: |'];
+  for (const [layout, label] of [['stream', 'stream (`streamName` + `subjectPrefix`)'], ['kv', 'KV bucket (`kv: { bucket }`)']]) {
+    t.push(`| ${label} | ${withSpread(stat(`layout/${layout}/push`))} | ${withSpread(stat(`layout/${layout}/pull`))} |`);
+  }
   tables.push(t.join('\n'));
 }
 

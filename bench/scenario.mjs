@@ -77,16 +77,19 @@ if (DELAY_MS > 0 && server) {
   server.proxiedUrl = proxy.url;
 }
 const url = SEED_URL || server.proxiedUrl || server.url;
-const STREAM = 'bench';
+// BENCH_LAYOUT=kv: the native replication uses the KV layout (bucket "bench", stream KV_bench).
+const KV = process.env.BENCH_LAYOUT === 'kv';
+const STREAM = KV ? 'KV_bench' : 'bench';
 const PREFIX = 'bench.docs';
+/** Where the documents are, as replicateNats() takes it. */
+const layout = KV ? { kv: { bucket: 'bench' } } : { streamName: STREAM, subjectPrefix: PREFIX };
 
 function replicate(db, { pull = true, push = true, live = true, autoStart = true, batch = BATCH } = {}) {
   const replicateNats = impl === 'native' ? replicateNative : replicateOfficial;
   return replicateNats({
     collection: db.docs,
     replicationIdentifier: 'bench',
-    streamName: STREAM,
-    subjectPrefix: PREFIX,
+    ...layout,
     connection: impl === 'official' ? { servers: url, maxReconnectAttempts: 0 } : { servers: url },
     pull: pull ? { batchSize: batch } : undefined,
     push: push ? { batchSize: batch } : undefined,
@@ -195,7 +198,7 @@ async function seed(n) {
 async function seedHere(n) {
   const db = await createDb();
   const r = replicateNative({
-    collection: db.docs, replicationIdentifier: 'seed', streamName: STREAM, subjectPrefix: PREFIX,
+    collection: db.docs, replicationIdentifier: 'seed', ...layout,
     connection: { servers: url }, push: { batchSize: 1000 }, live: false,
   });
   await db.docs.bulkInsert(docs(n));
