@@ -194,7 +194,10 @@ export interface NatsSyncOptions<RxDocType> {
 
 /** What a replication has done since it was created; `replication.stats()` resolves it. */
 export interface RxNatsReplicationStats {
-  /** Documents handed to RxDB by pulls and the live feed (newest revision per batch). */
+  /**
+   * Documents handed to RxDB by pulls and the live feed (newest revision per batch); a pull
+   * reads up to 1,000 documents ahead of RxDB's batches and counts them when read.
+   */
   documentsPulled: number;
   /** Bytes of their JSON. */
   bytesPulled: number;
@@ -214,7 +217,7 @@ export interface RxNatsReplicationStats {
   attachmentBytesPushed: number;
   /** Times the NATS connection came back after a disconnect. */
   reconnects: number;
-  /** The highest stream sequence handed to RxDB. */
+  /** The highest stream sequence read for RxDB (by a pull, up to 1,000 documents ahead of its batches). */
   checkpoint: number;
   /** The stream's last sequence now; `null` when the server could not be asked within 2 s. */
   streamLastSequence: number | null;

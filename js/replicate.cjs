@@ -164,27 +164,47 @@ function pushBodies({ modifier, primaryPath, deletedField, officialFlag, kv, emi
   return { modifier: guardedModifier || undefined, bodyOf };
 }
 
+/** Documents one native pull reads for the pull handler to hand out, batch by batch. */
+const PULL_AHEAD = 1000;
+
 /**
  * RxDB's pull handler: a batch after the checkpoint, attachments decoded, pull.modifier applied.
  * A document whose attachment cannot be read, or that the modifier rejects, is reported and
  * left out; then it pulls on, as a short batch tells RxDB the stream is exhausted.
+ *
+ * One native pull reads up to PULL_AHEAD documents; the batches after the first are handed out
+ * from here, without waiting on native code. RxDB merges the writes of batches that arrive
+ * while it is still writing, which it can only do for a handler that answers at once (a
+ * handler that waits once per batch makes it write each batch alone, and each write to its
+ * storage costs more as the collection grows). A batch's checkpoint is the sequence of its last
+ * document: the documents are in stream order and each is its newest revision in the read, so
+ * every message up to it was handed out, superseded or reported. The read-ahead is dropped when
+ * RxDB asks from another checkpoint (a restart, a resync).
  */
 function pullHandlerOf({ nat, attachments, modifyPulled, guards, report }) {
+  let ahead = { after: -1, documents: [], sequences: [], checkpoint: 0, exhausted: false };
   return async function handler(lastCheckpoint, batchSize) {
-    let checkpoint = lastCheckpoint ? lastCheckpoint.sequence : 0;
-    const documents = [];
-    for (;;) {
-      const want = batchSize - documents.length;
-      const result = unwrap(await nat.pull(checkpoint, want));
+    const from = lastCheckpoint ? lastCheckpoint.sequence : 0;
+    if (ahead.after !== from) ahead = { after: from, documents: [], sequences: [], checkpoint: from, exhausted: false };
+    while (ahead.documents.length < batchSize && !ahead.exhausted) {
+      const want = Math.max(batchSize, PULL_AHEAD);
+      const result = unwrap(await nat.pull(ahead.checkpoint, want));
       result.skipped.forEach(report);
       const decoded = await attachments.decodeIncoming(result.documents, result.sequences, report);
       const pulled = await modifyPulled(decoded.documents, decoded.sequences);
       pulled.skipped.forEach(report);
-      guards.rememberBatch(pulled.documents, pulled.sequences);
-      documents.push(...pulled.documents);
-      checkpoint = result.checkpoint;
-      if (pulled.documents.length === result.documents.length || result.documents.length < want) break;
+      ahead.documents.push(...pulled.documents);
+      ahead.sequences.push(...pulled.sequences);
+      ahead.checkpoint = result.checkpoint;
+      ahead.exhausted = result.documents.length < want;
     }
+    const documents = ahead.documents.splice(0, batchSize);
+    const sequences = ahead.sequences.splice(0, batchSize);
+    guards.rememberBatch(documents, sequences);
+    const checkpoint = ahead.documents.length > 0 ? sequences[sequences.length - 1] : ahead.checkpoint;
+    ahead.after = checkpoint;
+    // Handed out to the end of what was read: the next call reads the stream again.
+    if (ahead.documents.length === 0) ahead.exhausted = false;
     return { documents, checkpoint: { sequence: checkpoint } };
   };
 }
