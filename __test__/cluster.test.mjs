@@ -284,6 +284,44 @@ test('attachments on a cluster: the bucket has the stream\'s replicas, and a lar
   assert.deepEqual(errors.filter((e) => String(codeOf(e)).startsWith('NATS_ATTACHMENT')), []);
 });
 
+test('a KV bucket on a cluster: created with the replicas asked, it outlives its leader for RxDB and KV clients', { timeout: 4 * LONG }, async (t) => {
+  const cluster = await startCluster(t);
+  const bucket = uniqueName('r3kv');
+  const db = await createDb();
+  cluster.closeLater(db);
+  const r = replicatePeople(cluster.urls, db, bucket, {
+    streamName: undefined,
+    subjectPrefix: undefined,
+    kv: { bucket, history: 5 },
+    streamConfig: { replicas: 3 },
+    retryTime: 300,
+  });
+  const errors = collectErrors(r);
+  await r.awaitInitialReplication();
+  await db.people.insert(person(1));
+  await r.awaitInSync();
+  const info = await waitFor(async () => {
+    const i = await streamInfo(cluster, `KV_${bucket}`);
+    return i && i.cluster?.replicas?.length === 2 && i.cluster.replicas.every((p) => p.current) && i;
+  }, 'the bucket with two current followers', 60000);
+  assert.equal(info.config.num_replicas, 3);
+  assert.equal(info.config.max_msgs_per_subject, 5);
+
+  await (await cluster.streamLeader(`KV_${bucket}`)).kill();
+  // A KV client on a node still running writes; so does RxDB, once the bucket has a new leader.
+  const nc = await connect({ servers: running(cluster) });
+  t.after(() => nc.close());
+  // Opening the bucket asks for its info, which times out while the bucket elects a leader.
+  const kv = await waitFor(() => nc.jetstream().views.kv(bucket, { bindOnly: true }).catch(() => null), 'nats.js to open the bucket', LONG);
+  await waitFor(async () => kv.put('from-kv', new TextEncoder().encode(JSON.stringify({ name: 'from kv' }))).then(() => true, () => false), 'a put after the election', LONG);
+  await db.people.insert(person(2));
+  await waitFor(() => db.people.findOne('from-kv').exec(), 'the KV client\'s put in RxDB', LONG);
+  await r.awaitInSync();
+  const value = await waitFor(() => kv.get(person(2).id).catch(() => null), 'RxDB\'s write in the bucket', LONG);
+  assert.deepEqual(JSON.parse(new TextDecoder().decode(value.value)), person(2));
+  assert.deepEqual(errors.map(codeOf).filter((c) => c !== 'NATS_UNAVAILABLE'), []);
+});
+
 test('streamConfig.replicas 3 on a server that is not clustered: NATS_INVALID_OPTION naming the option', { timeout: LONG }, async (t) => {
   const server = await startNatsServer();
   const db = await createDb();
