@@ -5,8 +5,8 @@
 //! document's JSON without RxDB's fields; a deleted document is a KV delete marker. A bucket is
 //! the stream `KV_<bucket>` with subjects `$KV.<bucket>.>`, so pull, push and live run on it as on
 //! any stream. What differs lives here: the key codec, the bucket (found, or created as the NATS
-//! clients create one), the entries' operations and the options. The other modules call it where
-//! a comment says "KV layout".
+//! clients create one), the entries' operations and the options. `DocumentShape` (batch.rs) asks
+//! it for subjects and turns entries into documents with it, so the other modules need not know.
 
 use crate::batch::{Decoded, OFFICIAL_DELETED_FIELD};
 use crate::connection::Connection;
@@ -181,7 +181,7 @@ fn invalid(message: String) -> Result<()> {
 }
 
 /// Checks the options of the KV layout and points the stream options at the bucket: stream
-/// `KV_<bucket>`, subjects `$KV.<bucket>.*`.
+/// `KV_<bucket>`, subjects `$KV.<bucket>.>`.
 pub fn apply_options(options: &mut ReplicationOptions) -> Result<()> {
     let Some(kv) = options.kv.clone() else {
         return Ok(());
