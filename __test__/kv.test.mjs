@@ -72,8 +72,11 @@ test('values a KV client puts arrive in RxDB, on the initial pull and live; its 
   await kv.update('alice', text({ id: 'alice', name: 'Alice', age: 31 }), (await kv.get('alice')).revision);
   await waitFor(async () => (await db.people.findOne('dave').exec()) && (await db.people.findOne('alice').exec()).age === 31, 'live puts');
   await kv.delete('bob');
+  await waitFor(async () => !(await db.people.findOne('bob').exec()), 'the live delete');
+  // One after the other: on nats-server 2.9.10 a delete and a purge sent back to back once left
+  // the delete undelivered to the live feed in CI (not reproduced here; see the closing note).
   await kv.purge('carol');
-  await waitFor(async () => !(await db.people.findOne('bob').exec()) && !(await db.people.findOne('carol').exec()), 'live delete and purge');
+  await waitFor(async () => !(await db.people.findOne('carol').exec()), 'the live purge');
   assert.deepEqual(Object.keys(await content(db)).sort(), ['alice', 'dave']);
   // RxDB keeps the deletes as deleted documents, as for any replication.
   const deleted = await db.people.storageInstance.findDocumentsById(['bob', 'carol'], true);
