@@ -12,9 +12,8 @@ use crate::batch::{Decoded, OFFICIAL_DELETED_FIELD};
 use crate::connection::Connection;
 use crate::error::{error_chain, ErrorCode, ReplicationError, Result};
 use crate::options::{KvOptions, ReplicationOptions};
-use crate::stream::{jetstream_error, replicas_error};
-use crate::subject;
-use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
+use crate::stream::{created_meanwhile, jetstream_error, look_up, replicas_error, LookedUp};
+use async_nats::jetstream::context::CreateStreamErrorKind;
 use async_nats::jetstream::stream::{Config as StreamConfig, DiscardPolicy, StorageType, Stream};
 use async_nats::jetstream::ErrorCode as JsCode;
 use async_nats::HeaderMap;
@@ -252,64 +251,46 @@ pub async fn ensure_bucket(
     let bucket = &kv.bucket;
     let name = stream_name(bucket);
     let filter = filter(&subject_prefix(bucket));
-    let looked_up = conn
-        .unless_denied(
-            &format!("$JS.API.STREAM.INFO.{name}"),
-            conn.jetstream.get_stream(&name),
+    let refused = |text: String| {
+        ReplicationError::new(
+            ErrorCode::PermissionDenied,
+            format!(
+                "the server refused to look up KV bucket {bucket:?} ({text}): grant this user \
+                 publish permission on $JS.API.STREAM.INFO.{name} (see the README's KV layout)"
+            ),
         )
-        .await
-        .map_err(|text| {
-            ReplicationError::new(
-                ErrorCode::PermissionDenied,
-                format!(
-                    "the server refused to look up KV bucket {bucket:?} ({text}): grant this user \
-                     publish permission on $JS.API.STREAM.INFO.{name} (see the README's KV layout)"
-                ),
-            )
-        })?;
-    match looked_up {
-        Ok(mut stream) => {
-            let info = stream
-                .info()
-                .await
-                .map_err(|e| jetstream_error(conn, &format!("reading KV bucket {bucket:?}"), &e))?;
-            let subjects = &info.config.subjects;
-            if subjects.iter().any(|s| subject::pattern_covers(s, &filter)) {
-                tracing::debug!(bucket = %bucket, "using the existing KV bucket");
-                Ok(stream)
-            } else {
-                Err(ReplicationError::new(
-                    ErrorCode::StreamMismatch,
-                    format!(
-                        "stream {name:?} exists with subjects {subjects:?}, so it is not KV bucket \
-                         {bucket:?} (subjects [{filter:?}]): choose another kv.bucket, or remove \
-                         that stream"
-                    ),
-                ))
-            }
+    };
+    match look_up(
+        conn,
+        &name,
+        &filter,
+        &format!("KV bucket {bucket:?}"),
+        refused,
+    )
+    .await?
+    {
+        LookedUp::Storing(stream) => {
+            tracing::debug!(bucket = %bucket, "using the existing KV bucket");
+            Ok(*stream)
         }
-        Err(e) => {
-            let missing = matches!(e.kind(), GetStreamErrorKind::JetStream(js) if js.error_code() == JsCode::STREAM_NOT_FOUND);
-            if !missing {
-                return Err(jetstream_error(
-                    conn,
-                    &format!("looking up KV bucket {bucket:?}"),
-                    &e,
-                ));
-            }
-            if kv.create == Some(false) {
-                return Err(ReplicationError::new(
-                    ErrorCode::BucketNotFound,
-                    format!(
-                        "KV bucket {bucket:?} does not exist on {} and option kv.create is false: \
-                         create it (e.g. `nats kv add {bucket}`, or kv.create with any NATS \
-                         client), or let this replication create it (kv.create: true, the default)",
-                        conn.servers
-                    ),
-                ));
-            }
-            create_bucket(conn, options, kv).await
-        }
+        LookedUp::Other(subjects) => Err(ReplicationError::new(
+            ErrorCode::StreamMismatch,
+            format!(
+                "stream {name:?} exists with subjects {subjects:?}, so it is not KV bucket \
+                 {bucket:?} (subjects [{filter:?}]): choose another kv.bucket, or remove that \
+                 stream"
+            ),
+        )),
+        LookedUp::Missing if kv.create == Some(false) => Err(ReplicationError::new(
+            ErrorCode::BucketNotFound,
+            format!(
+                "KV bucket {bucket:?} does not exist on {} and option kv.create is false: create \
+                 it (e.g. `nats kv add {bucket}`, or kv.create with any NATS client), or let this \
+                 replication create it (kv.create: true, the default)",
+                conn.servers
+            ),
+        )),
+        LookedUp::Missing => create_bucket(conn, options, kv).await,
     }
 }
 
@@ -387,17 +368,8 @@ async fn create_bucket(
         }
     }
     // Another client may have created it meanwhile: take it if it is the bucket.
-    if let Ok(stream) = conn.jetstream.get_stream(&name).await {
-        let filter = filter(&subject_prefix(bucket));
-        if stream
-            .cached_info()
-            .config
-            .subjects
-            .iter()
-            .any(|s| subject::pattern_covers(s, &filter))
-        {
-            return Ok(stream);
-        }
+    if let Some(stream) = created_meanwhile(conn, &name, &filter(&subject_prefix(bucket))).await {
+        return Ok(stream);
     }
     Err(jetstream_error(
         conn,

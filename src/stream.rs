@@ -15,51 +15,83 @@ use futures::TryStreamExt;
 pub async fn ensure_stream(conn: &Connection, options: &ReplicationOptions) -> Result<Stream> {
     let name = &options.stream_name;
     let filter = format!("{}.*", options.subject_prefix);
+    let refused = |text: String| {
+        denied(format!(
+            "the server refused to look up stream {name:?} ({text}): grant this user publish \
+             permission on $JS.API.STREAM.INFO.{name} (see the README's permissions example)"
+        ))
+    };
+    match look_up(conn, name, &filter, &format!("stream {name:?}"), refused).await? {
+        LookedUp::Storing(stream) => {
+            tracing::debug!(stream = %name, "using the existing stream");
+            Ok(*stream)
+        }
+        LookedUp::Other(subjects) => Err(ReplicationError::new(
+            ErrorCode::StreamMismatch,
+            format!(
+                "stream {name:?} exists with subjects {subjects:?}, which do not include \
+                 {filter:?}: use another streamName, add {filter:?} to that stream's subjects, \
+                 or change subjectPrefix"
+            ),
+        )),
+        LookedUp::Missing => create_stream(conn, options, &filter).await,
+    }
+}
+
+/// What the server has under a stream name, for a replication whose documents are on `filter`.
+pub(crate) enum LookedUp {
+    /// The stream, and it stores `filter`.
+    Storing(Box<Stream>),
+    /// A stream of that name that does not store `filter`, with its subjects.
+    Other(Vec<String>),
+    /// No stream of that name.
+    Missing,
+}
+
+/// Looks up stream `name` (`what` names it in errors; `refused` words the error when this user
+/// may not look it up). Shared by the stream and the KV layout.
+pub(crate) async fn look_up(
+    conn: &Connection,
+    name: &str,
+    filter: &str,
+    what: &str,
+    refused: impl FnOnce(String) -> ReplicationError,
+) -> Result<LookedUp> {
+    let api = format!("$JS.API.STREAM.INFO.{name}");
     let looked_up = conn
-        .unless_denied(
-            &format!("$JS.API.STREAM.INFO.{name}"),
-            conn.jetstream.get_stream(name),
-        )
+        .unless_denied(&api, conn.jetstream.get_stream(name))
         .await
-        .map_err(|text| {
-            denied(format!(
-                "the server refused to look up stream {name:?} ({text}): grant this user \
-                 publish permission on $JS.API.STREAM.INFO.{name} (see the README's \
-                 permissions example)"
-            ))
-        })?;
+        .map_err(refused)?;
     match looked_up {
         Ok(mut stream) => {
             let info = stream
                 .info()
                 .await
-                .map_err(|e| jetstream_error(conn, &format!("reading stream {name:?}"), &e))?;
+                .map_err(|e| jetstream_error(conn, &format!("reading {what}"), &e))?;
             let subjects = &info.config.subjects;
-            if subjects.iter().any(|s| subject::pattern_covers(s, &filter)) {
-                tracing::debug!(stream = %name, subjects = ?subjects, "using the existing stream");
-                Ok(stream)
+            if subjects.iter().any(|s| subject::pattern_covers(s, filter)) {
+                Ok(LookedUp::Storing(Box::new(stream)))
             } else {
-                Err(ReplicationError::new(
-                    ErrorCode::StreamMismatch,
-                    format!(
-                        "stream {name:?} exists with subjects {subjects:?}, which do not include \
-                         {filter:?}: use another streamName, add {filter:?} to that stream's \
-                         subjects, or change subjectPrefix"
-                    ),
-                ))
+                Ok(LookedUp::Other(subjects.clone()))
             }
         }
-        Err(e) => {
-            let missing = matches!(e.kind(), GetStreamErrorKind::JetStream(js) if js.error_code() == JsCode::STREAM_NOT_FOUND);
-            if !missing {
-                return Err(jetstream_error(
-                    conn,
-                    &format!("looking up stream {name:?}"),
-                    &e,
-                ));
-            }
-            create_stream(conn, options, &filter).await
+        Err(e) if matches!(e.kind(), GetStreamErrorKind::JetStream(js) if js.error_code() == JsCode::STREAM_NOT_FOUND) => {
+            Ok(LookedUp::Missing)
         }
+        Err(e) => Err(jetstream_error(conn, &format!("looking up {what}"), &e)),
+    }
+}
+
+/// After a failed create: the stream if another client created it meanwhile and it stores
+/// `filter`.
+pub(crate) async fn created_meanwhile(
+    conn: &Connection,
+    name: &str,
+    filter: &str,
+) -> Option<Stream> {
+    match look_up(conn, name, filter, name, |_| denied(String::new())).await {
+        Ok(LookedUp::Storing(stream)) => Some(*stream),
+        _ => None,
     }
 }
 
@@ -99,16 +131,8 @@ async fn create_stream(
         }
         Err(e) => {
             // Another client may have created it meanwhile: take it if it fits.
-            if let Ok(stream) = conn.jetstream.get_stream(name).await {
-                let covers = stream
-                    .cached_info()
-                    .config
-                    .subjects
-                    .iter()
-                    .any(|s| subject::pattern_covers(s, filter));
-                if covers {
-                    return Ok(stream);
-                }
+            if let Some(stream) = created_meanwhile(conn, name, filter).await {
+                return Ok(stream);
             }
             let overlap = matches!(e.kind(), CreateStreamErrorKind::JetStream(js) if js.error_code() == JsCode::STREAM_SUBJECT_OVERLAP);
             if overlap {
