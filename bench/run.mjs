@@ -81,7 +81,13 @@ if (part('sizes')) {
   }
 }
 const LATENCY_N = 10000;
-if (part('latency')) for (const impl of ['native', 'official']) cell(impl, 'latency', LATENCY_N, 100);
+if (part('latency')) {
+  for (const impl of ['native', 'official']) cell(impl, 'latency', LATENCY_N, 100);
+  // What RxDB needs alone (the same two databases through an in-memory server) and what
+  // async-nats alone needs (publish, then a pull consumer on another connection receives).
+  cell('noop', 'noopLatency', LATENCY_N, 100);
+  cell('raw', 'rawLatency', LATENCY_N, 100);
+}
 if (part('conflicts') && !QUICK) for (const impl of ['native', 'official']) cell(impl, 'conflicts', 1000, 100);
 if (part('revisions') && !QUICK) {
   for (const [docs, revisions] of REVISIONS) {
@@ -169,8 +175,8 @@ const withSpread = (s, d = 0) =>
 const tables = [];
 if (part('sizes')) {
   const t = [
-    '| scenario | N | batch | RxDB own ms | native ms | official ms | raw async-nats ms | native − RxDB | (native − RxDB) ÷ raw | native ÷ official | peak RSS over RxDB own, MB |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| scenario | N | batch | RxDB own ms | native ms | official ms | raw async-nats ms | native − RxDB | (native − RxDB) ÷ raw | push handler per batch ms (raw per batch) | native ÷ official | peak RSS over RxDB own, MB |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const n of SIZES) {
     for (const batch of BATCHES) {
@@ -181,24 +187,45 @@ if (part('sizes')) {
         const raw = stat(`raw/raw/${n}/100`, scenario === 'push' ? 'ms' : 'readMs');
         const added = nat.complete && own.complete ? nat.median - own.median : undefined;
         const speedup = !off ? 'skipped' : !nat.complete ? '–' : off.complete ? `${fmt(off.median / nat.median, 1)}×` : `> ${fmt(off.ms / nat.median, 1)}×`;
-        t.push(`| ${scenario} | ${n} | ${batch} | ${withSpread(own)} | ${withSpread(nat)} | ${off ? withSpread(off) : 'skipped'} | ${fmt(raw.median)} | ${fmt(added)} | ${added === undefined ? '–' : `${fmt(added / raw.median, 2)}×`} | ${speedup} | ${fmt(nat.peakRssMb - own.peakRssMb)} |`);
+        // The median time inside the push handler for one batch, next to what async-nats alone
+        // needs for that many documents: RxDB waits for each batch's outcome.
+        const handler = scenario === 'push' ? stat(`native/push/${n}/${batch}`, 'handlerMs') : undefined;
+        const perBatch = handler && handler.median !== undefined ? `${fmt(handler.median, 2)} (${fmt((raw.median * batch) / n, 2)})` : '–';
+        t.push(`| ${scenario} | ${n} | ${batch} | ${withSpread(own)} | ${withSpread(nat)} | ${off ? withSpread(off) : 'skipped'} | ${fmt(raw.median)} | ${fmt(added)} | ${added === undefined ? '–' : `${fmt(added / raw.median, 2)}×`} | ${perBatch} | ${speedup} | ${fmt(nat.peakRssMb - own.peakRssMb)} |`);
       }
     }
   }
   tables.push(t.join('\n'));
 }
-if (part('latency') || (part('conflicts') && !QUICK)) {
-  const t = ['| scenario | native | official |', '| --- | --- | --- |'];
-  const lat = (impl) => {
-    const [p50, p95, max] = ['p50', 'p95', 'max'].map((f) => stat(`${impl}/latency/${LATENCY_N}/100`, f));
-    return p50.complete ? `p50 ${withSpread(p50, 2)} / p95 ${withSpread(p95, 2)} / max ${fmt(max.median, 2)} ms` : `incomplete (${fmt(p50.reached)}/${env.BENCH_LATENCY_WRITES})`;
+if (part('latency')) {
+  const t = [
+    `| live latency, ${env.BENCH_LATENCY_WRITES} single writes seen by another client | p50 ms | p95 ms | max ms |`,
+    '| --- | ---: | ---: | ---: |',
+  ];
+  const key = { native: 'native/latency', official: 'official/latency', own: 'noop/noopLatency', raw: 'raw/rawLatency' };
+  const lat = (who) => ['p50', 'p95', 'max'].map((f) => stat(`${key[who]}/${LATENCY_N}/100`, f));
+  const labels = {
+    own: "RxDB's own (the same two databases through an in-memory server)",
+    raw: 'raw async-nats (publish, a pull consumer on another connection receives)',
+    native: 'native',
+    official: 'official',
   };
+  for (const who of ['own', 'raw', 'native', 'official']) {
+    const [p50, p95, max] = lat(who);
+    t.push(p50.complete ? `| ${labels[who]} | ${withSpread(p50, 2)} | ${withSpread(p95, 2)} | ${fmt(max.median, 2)} |` : `| ${labels[who]} | incomplete (${fmt(p50.reached)}/${env.BENCH_LATENCY_WRITES}) | | |`);
+  }
+  const [own, raw, nat] = ['own', 'raw', 'native'].map(lat);
+  const ratio = (i) => (own[i].complete && raw[i].complete && nat[i].complete ? `${fmt((nat[i].median - own[i].median) / raw[i].median, 2)}×` : '–');
+  t.push(`| (native − RxDB's own) ÷ raw | ${ratio(0)} | ${ratio(1)} | |`);
+  tables.push(t.join('\n'));
+}
+if (part('conflicts') && !QUICK) {
+  const t = ['| scenario | native | official |', '| --- | --- | --- |'];
   const conf = (impl) => {
     const s = stat(`${impl}/conflicts/1000/100`);
     return s.complete ? `converged in ${withSpread(s)} ms` : `did not converge in ${fmt(s.ms)} ms`;
   };
-  if (part('latency')) t.push(`| live latency (${env.BENCH_LATENCY_WRITES} single writes) | ${lat('native')} | ${lat('official')} |`);
-  if (part('conflicts') && !QUICK) t.push(`| conflict storm (2 clients × 1,000 docs) | ${conf('native')} | ${conf('official')} |`);
+  t.push(`| conflict storm (2 clients × 1,000 docs) | ${conf('native')} | ${conf('official')} |`);
   tables.push(t.join('\n'));
 }
 if (part('revisions') && !QUICK) {

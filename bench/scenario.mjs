@@ -19,6 +19,7 @@ const N = Number(nText);
 const BATCH = Number(batchText);
 const LIMIT_MS = Number(limitText);
 const SIZE = Number(sizeText || 0);
+const NOOP_DELAY_MS = Number(process.env.BENCH_NOOP_DELAY_MS || 0);
 addRxPlugin(RxDBAttachmentsPlugin);
 
 const schema = {
@@ -133,6 +134,33 @@ function timeBatches(replication) {
     // The median time inside the handler (the plugin's own part of a batch), first call excluded.
     handlerMs: durations.length > 1 ? durations.slice(1).sort((a, b) => a - b)[Math.floor((durations.length - 1) / 2)] : undefined,
   });
+}
+
+/**
+ * Live latency: single inserts into `a`, each timed until `b` has it, the next one as soon as it
+ * has; BENCH_LATENCY_WRITES of them (200).
+ */
+async function timeSingleWrites(a, b) {
+  const seen = new Map();
+  b.docs.insert$.subscribe((ev) => seen.get(ev.documentId)?.());
+  const samples = [];
+  const writes = Number(process.env.BENCH_LATENCY_WRITES || 200);
+  for (let i = 0; i < writes; i++) {
+    const d = doc(i);
+    const visible = new Promise((resolve) => seen.set(d.id, resolve));
+    const t = performance.now();
+    await a.docs.insert(d);
+    const ok = await Promise.race([visible.then(() => true), new Promise((r) => setTimeout(() => r(false), 5000))]);
+    if (!ok) break;
+    samples.push(performance.now() - t);
+  }
+  samples.sort((x, y) => x - y);
+  const pct = (p) => samples[Math.min(samples.length - 1, Math.floor(p * samples.length))];
+  return {
+    ms: samples.reduce((s, x) => s + x, 0),
+    p50: pct(0.5), p95: pct(0.95), max: samples[samples.length - 1],
+    reached: samples.length, complete: samples.length === writes,
+  };
 }
 
 /** Polls until `count()` reaches `target` or the limit passes; returns {ms, reached, complete}. */
@@ -263,14 +291,24 @@ const scenarios = {
     return { ms: out.publish_ms, readMs: out.read_ms, reached: out.count, complete: out.count === N };
   },
 
-  // RxDB's replication machinery alone: a push handler that answers at once.
+  // The raw limit of live latency: async-nats alone, single writes seen by a pull consumer on
+  // a second connection, each write as soon as the previous one was seen (as in `latency`).
+  async rawLatency() {
+    const bin = fileURLToPath(new URL('../target/release/examples/raw_latency', import.meta.url));
+    const writes = Number(process.env.BENCH_LATENCY_WRITES || 200);
+    const out = JSON.parse(execFileSync(bin, [url, STREAM, PREFIX, String(writes), '0']).toString());
+    return { ms: out.p50_ms * writes, p50: out.p50_ms, p95: out.p95_ms, max: out.max_ms, reached: out.count, complete: out.count === writes };
+  },
+
+  // RxDB's replication machinery alone: a push handler that answers at once (or after
+  // BENCH_NOOP_DELAY_MS, to see how RxDB's own time changes with a handler that waits).
   async noop() {
     const db = await createDb();
     await db.docs.bulkInsert(docs(N));
     const r = replicateRxCollection({
       collection: db.docs,
       replicationIdentifier: 'noop',
-      push: { batchSize: BATCH, handler: async () => [] },
+      push: { batchSize: BATCH, handler: NOOP_DELAY_MS > 0 ? () => new Promise((r) => setTimeout(() => r([]), NOOP_DELAY_MS)) : async () => [] },
       live: true,
       autoStart: false,
     });
@@ -362,26 +400,35 @@ const scenarios = {
     // The official plugin's initial pull waits for its fetch to expire: do not wait on it.
     if (impl === 'native') await rb.awaitInitialReplication();
     else await new Promise((r) => setTimeout(r, 1000));
-    const seen = new Map();
-    b.docs.insert$.subscribe((ev) => seen.get(ev.documentId)?.());
-    const samples = [];
-    const writes = Number(process.env.BENCH_LATENCY_WRITES || 200);
-    for (let i = 0; i < writes; i++) {
-      const d = doc(i);
-      const visible = new Promise((resolve) => seen.set(d.id, resolve));
-      const t = performance.now();
-      await a.docs.insert(d);
-      const ok = await Promise.race([visible.then(() => true), new Promise((r) => setTimeout(() => r(false), 5000))]);
-      if (!ok) break;
-      samples.push(performance.now() - t);
-    }
-    samples.sort((x, y) => x - y);
-    const pct = (p) => samples[Math.min(samples.length - 1, Math.floor(p * samples.length))];
-    return {
-      ms: samples.reduce((s, x) => s + x, 0),
-      p50: pct(0.5), p95: pct(0.95), max: samples[samples.length - 1],
-      reached: samples.length, complete: samples.length === writes,
-    };
+    return timeSingleWrites(a, b);
+  },
+
+  // RxDB's own part of live latency: two databases replicating both ways, as in `latency`,
+  // through a "server" in memory: each push handler hands its rows to both pull streams at once.
+  async noopLatency() {
+    const { Subject } = await import('rxjs');
+    const server$ = new Subject();
+    let sequence = 0;
+    const replicateInMemory = (db, name) =>
+      replicateRxCollection({
+        collection: db.docs,
+        replicationIdentifier: name,
+        live: true,
+        push: {
+          batchSize: BATCH,
+          handler: async (rows) => {
+            sequence += rows.length;
+            server$.next({ documents: rows.map((r) => r.newDocumentState), checkpoint: { sequence } });
+            return [];
+          },
+        },
+        pull: { batchSize: BATCH, handler: async () => ({ documents: [], checkpoint: { sequence } }), stream$: server$ },
+      });
+    const [a, b] = [await createDb(), await createDb()];
+    const [ra, rb] = [replicateInMemory(a, 'a'), replicateInMemory(b, 'b')];
+    await ra.awaitInitialReplication();
+    await rb.awaitInitialReplication();
+    return timeSingleWrites(a, b);
   },
 
   async conflicts() {
