@@ -292,7 +292,8 @@ const scenarios = {
   },
 
   // The raw limit of live latency: async-nats alone, single writes seen by a pull consumer on
-  // a second connection, each write as soon as the previous one was seen (as in `latency`).
+  // a second connection, each write as soon as the previous one was seen (as in `latency`); the
+  // writer's connection reads the stream too, as both replications in `latency` do.
   async rawLatency() {
     const bin = fileURLToPath(new URL('../target/release/examples/raw_latency', import.meta.url));
     const writes = Number(process.env.BENCH_LATENCY_WRITES || 200);

@@ -1,6 +1,7 @@
 //! The raw limit of live latency for the benchmark: async-nats alone publishes single documents
 //! (with the expected-subject-sequence header the replication uses, awaiting each ack) on one
-//! connection and a pull consumer on a second connection receives them, one write at a time.
+//! connection and a pull consumer on a second connection receives them, one write at a time;
+//! the writer's connection has a consumer too (a replication pulls live as well as pushing).
 //! Prints one JSON line: {"p50_ms":..,"p95_ms":..,"max_ms":..,"ack_p50_ms":..,"count":..}.
 //!
 //! Usage: raw_latency <nats url> <stream> <subject prefix> <writes> <pause ms between writes>
@@ -42,7 +43,21 @@ async fn main() -> Result<(), async_nats::Error> {
         .max_messages_per_batch(100)
         .messages()
         .await?;
-    drop(stream);
+    // The writer reads the stream too, as a replication that pulls live does: each write comes
+    // back to it as well.
+    let echoes = stream
+        .create_consumer(consumer::pull::Config {
+            deliver_policy: consumer::DeliverPolicy::New,
+            ack_policy: consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await?;
+    let mut echoes = echoes
+        .stream()
+        .max_messages_per_batch(100)
+        .messages()
+        .await?;
+    tokio::spawn(async move { while let Some(Ok(_)) = echoes.next().await {} });
 
     let (mut seen, mut acked) = (Vec::with_capacity(writes), Vec::with_capacity(writes));
     for i in 0..writes {
