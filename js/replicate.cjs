@@ -164,30 +164,36 @@ function pushBodies({ modifier, primaryPath, deletedField, officialFlag, kv, emi
   return { modifier: guardedModifier || undefined, bodyOf };
 }
 
-/** Documents one native pull reads for the pull handler to hand out, batch by batch. */
+/**
+ * Documents one native pull reads for the pull handler to hand out, batch by batch: the first
+ * read of a run PULL_AHEAD, each further one twice the one before, up to PULL_AHEAD_MAX.
+ */
 const PULL_AHEAD = 1000;
+const PULL_AHEAD_MAX = 10000;
 
 /**
  * RxDB's pull handler: a batch after the checkpoint, attachments decoded, pull.modifier applied.
  * A document whose attachment cannot be read, or that the modifier rejects, is reported and
  * left out; then it pulls on, as a short batch tells RxDB the stream is exhausted.
  *
- * One native pull reads up to PULL_AHEAD documents; the batches after the first are handed out
+ * One native pull reads ahead (see PULL_AHEAD); the batches after the first are handed out
  * from here, without waiting on native code. RxDB merges the writes of batches that arrive
  * while it is still writing, which it can only do for a handler that answers at once (a
  * handler that waits once per batch makes it write each batch alone, and each write to its
  * storage costs more as the collection grows). A batch's checkpoint is the sequence of its last
  * document: the documents are in stream order and each is its newest revision in the read, so
  * every message up to it was handed out, superseded or reported. The read-ahead is dropped when
- * RxDB asks from another checkpoint (a restart, a resync).
+ * RxDB asks from another checkpoint (a restart, a resync). Reads grow from PULL_AHEAD: the first
+ * batch comes as soon as with one small read, and a long pull makes RxDB wait less often (at
+ * 100,000 documents its writes then merge more: 4.9 instead of 5.3-6.0 s here).
  */
 function pullHandlerOf({ nat, attachments, modifyPulled, guards, report }) {
-  let ahead = { after: -1, documents: [], sequences: [], checkpoint: 0, exhausted: false };
+  let ahead = { after: -1, documents: [], sequences: [], checkpoint: 0, exhausted: false, reads: 0 };
   return async function handler(lastCheckpoint, batchSize) {
     const from = lastCheckpoint ? lastCheckpoint.sequence : 0;
-    if (ahead.after !== from) ahead = { after: from, documents: [], sequences: [], checkpoint: from, exhausted: false };
+    if (ahead.after !== from) ahead = { after: from, documents: [], sequences: [], checkpoint: from, exhausted: false, reads: 0 };
     while (ahead.documents.length < batchSize && !ahead.exhausted) {
-      const want = Math.max(batchSize, PULL_AHEAD);
+      const want = Math.max(batchSize, Math.min(PULL_AHEAD * 2 ** ahead.reads++, PULL_AHEAD_MAX));
       const result = unwrap(await nat.pull(ahead.checkpoint, want));
       result.skipped.forEach(report);
       const decoded = await attachments.decodeIncoming(result.documents, result.sequences, report);
