@@ -63,23 +63,22 @@ pub(crate) async fn look_up(
         .await
         .map_err(refused)?;
     match looked_up {
-        Ok(mut stream) => {
-            let info = stream
-                .info()
-                .await
-                .map_err(|e| jetstream_error(conn, &format!("reading {what}"), &e))?;
-            let subjects = &info.config.subjects;
-            if subjects.iter().any(|s| subject::pattern_covers(s, filter)) {
-                Ok(LookedUp::Storing(Box::new(stream)))
-            } else {
-                Ok(LookedUp::Other(subjects.clone()))
-            }
-        }
+        // The lookup is the STREAM.INFO request: its answer is the stream's current config.
+        Ok(stream) if stores(&stream, filter) => Ok(LookedUp::Storing(Box::new(stream))),
+        Ok(stream) => Ok(LookedUp::Other(
+            stream.cached_info().config.subjects.clone(),
+        )),
         Err(e) if matches!(e.kind(), GetStreamErrorKind::JetStream(js) if js.error_code() == JsCode::STREAM_NOT_FOUND) => {
             Ok(LookedUp::Missing)
         }
         Err(e) => Err(jetstream_error(conn, &format!("looking up {what}"), &e)),
     }
+}
+
+/// Whether `stream` stores the subjects `filter`.
+fn stores(stream: &Stream, filter: &str) -> bool {
+    let subjects = &stream.cached_info().config.subjects;
+    subjects.iter().any(|s| subject::pattern_covers(s, filter))
 }
 
 /// After a failed create: the stream if another client created it meanwhile and it stores
@@ -89,10 +88,8 @@ pub(crate) async fn created_meanwhile(
     name: &str,
     filter: &str,
 ) -> Option<Stream> {
-    match look_up(conn, name, filter, name, |_| denied(String::new())).await {
-        Ok(LookedUp::Storing(stream)) => Some(*stream),
-        _ => None,
-    }
+    let stream = conn.jetstream.get_stream(name).await.ok()?;
+    stores(&stream, filter).then_some(stream)
 }
 
 async fn create_stream(
