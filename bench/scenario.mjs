@@ -20,6 +20,8 @@ const BATCH = Number(batchText);
 const LIMIT_MS = Number(limitText);
 const SIZE = Number(sizeText || 0);
 const NOOP_DELAY_MS = Number(process.env.BENCH_NOOP_DELAY_MS || 0);
+// Single writes timed by the latency scenarios.
+const LATENCY_WRITES = Number(process.env.BENCH_LATENCY_WRITES || 200);
 addRxPlugin(RxDBAttachmentsPlugin);
 
 const schema = {
@@ -138,13 +140,13 @@ function timeBatches(replication) {
 
 /**
  * Live latency: single inserts into `a`, each timed until `b` has it, the next one as soon as it
- * has; BENCH_LATENCY_WRITES of them (200).
+ * has; LATENCY_WRITES of them.
  */
 async function timeSingleWrites(a, b) {
   const seen = new Map();
   b.docs.insert$.subscribe((ev) => seen.get(ev.documentId)?.());
   const samples = [];
-  const writes = Number(process.env.BENCH_LATENCY_WRITES || 200);
+  const writes = LATENCY_WRITES;
   for (let i = 0; i < writes; i++) {
     const d = doc(i);
     const visible = new Promise((resolve) => seen.set(d.id, resolve));
@@ -296,7 +298,7 @@ const scenarios = {
   // writer's connection reads the stream too, as both replications in `latency` do.
   async rawLatency() {
     const bin = fileURLToPath(new URL('../target/release/examples/raw_latency', import.meta.url));
-    const writes = Number(process.env.BENCH_LATENCY_WRITES || 200);
+    const writes = LATENCY_WRITES;
     const out = JSON.parse(execFileSync(bin, [url, STREAM, PREFIX, String(writes), '0']).toString());
     return { ms: out.p50_ms * writes, p50: out.p50_ms, p95: out.p95_ms, max: out.max_ms, reached: out.count, complete: out.count === writes };
   },

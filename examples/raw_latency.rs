@@ -10,6 +10,24 @@ use async_nats::jetstream::{self, consumer, message::PublishMessage, stream};
 use futures::StreamExt;
 use std::time::{Duration, Instant};
 
+/// The messages stored after now, read by a pull consumer as the live feed reads them.
+async fn new_messages(
+    stream: &jetstream::stream::Stream,
+) -> Result<consumer::pull::Stream, async_nats::Error> {
+    let consumer = stream
+        .create_consumer(consumer::pull::Config {
+            deliver_policy: consumer::DeliverPolicy::New,
+            ack_policy: consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await?;
+    Ok(consumer
+        .stream()
+        .max_messages_per_batch(100)
+        .messages()
+        .await?)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), async_nats::Error> {
     let args: Vec<String> = std::env::args().collect();
@@ -29,34 +47,10 @@ async fn main() -> Result<(), async_nats::Error> {
     // The reader: its own connection and a pull consumer from the stream's end, as the live
     // feed reads.
     let reader = jetstream::new(async_nats::connect(url).await?);
-    let consumer = reader
-        .get_stream(stream_name)
-        .await?
-        .create_consumer(consumer::pull::Config {
-            deliver_policy: consumer::DeliverPolicy::New,
-            ack_policy: consumer::AckPolicy::None,
-            ..Default::default()
-        })
-        .await?;
-    let mut messages = consumer
-        .stream()
-        .max_messages_per_batch(100)
-        .messages()
-        .await?;
+    let mut messages = new_messages(&reader.get_stream(stream_name).await?).await?;
     // The writer reads the stream too, as a replication that pulls live does: each write comes
     // back to it as well.
-    let echoes = stream
-        .create_consumer(consumer::pull::Config {
-            deliver_policy: consumer::DeliverPolicy::New,
-            ack_policy: consumer::AckPolicy::None,
-            ..Default::default()
-        })
-        .await?;
-    let mut echoes = echoes
-        .stream()
-        .max_messages_per_batch(100)
-        .messages()
-        .await?;
+    let mut echoes = new_messages(&stream).await?;
     tokio::spawn(async move { while let Some(Ok(_)) = echoes.next().await {} });
 
     let (mut seen, mut acked) = (Vec::with_capacity(writes), Vec::with_capacity(writes));

@@ -188,10 +188,10 @@ const PULL_AHEAD_MAX = 10000;
  * 100,000 documents its writes then merge more: 4.9 instead of 5.3-6.0 s here).
  */
 function pullHandlerOf({ nat, attachments, modifyPulled, guards, report }) {
-  let ahead = { after: -1, documents: [], sequences: [], checkpoint: 0, exhausted: false, reads: 0 };
+  let ahead = null;
   return async function handler(lastCheckpoint, batchSize) {
     const from = lastCheckpoint ? lastCheckpoint.sequence : 0;
-    if (ahead.after !== from) ahead = { after: from, documents: [], sequences: [], checkpoint: from, exhausted: false, reads: 0 };
+    if (!ahead || ahead.after !== from) ahead = { after: from, documents: [], sequences: [], checkpoint: from, exhausted: false, reads: 0 };
     while (ahead.documents.length < batchSize && !ahead.exhausted) {
       const want = Math.max(batchSize, Math.min(PULL_AHEAD * 2 ** ahead.reads++, PULL_AHEAD_MAX));
       const result = unwrap(await nat.pull(ahead.checkpoint, want));
