@@ -214,7 +214,7 @@ async fn connect(options: &ConnectionOptions) -> Result<Connection> {
     let (violations, _) = broadcast::channel(16);
     let credentials_refused = Arc::new(AtomicBool::new(false));
     let gave_up = Arc::new(AtomicBool::new(false));
-    let mut builder = build_connect_options(
+    let builder = build_connect_options(
         options,
         events.clone(),
         permission_error.clone(),
@@ -224,9 +224,6 @@ async fn connect(options: &ConnectionOptions) -> Result<Connection> {
         gave_up.clone(),
     )
     .await?;
-    if options.wait_on_first_connect == Some(true) {
-        builder = builder.retry_on_initial_connect();
-    }
     let addrs: Vec<async_nats::ServerAddr> = servers
         .iter()
         .map(|s| s.parse())
@@ -240,11 +237,28 @@ async fn connect(options: &ConnectionOptions) -> Result<Connection> {
                 ),
             )
         })?;
-    let client = builder.connect(addrs).await.map_err(|e| {
-        let err = connect_error(&described, &e);
-        tracing::warn!(servers = %described, code = err.code.as_str(), "connect failed: {}", err.message);
-        err
-    })?;
+    // waitOnFirstConnect: attempts go on here, every reconnectTimeWait, until one succeeds or
+    // fails for a reason that does not pass (credentials, TLS). Not async-nats'
+    // `retry_on_initial_connect`: its attempts run in a task of their own that nothing can stop,
+    // so a cancelled replication would go on connecting to a silent server for ever. This future
+    // is dropped by `close()`, and with it the attempt.
+    let wait_for_first = options.wait_on_first_connect == Some(true);
+    let retry_wait = Duration::from_millis(options.reconnect_time_wait.unwrap_or(2000));
+    let client = loop {
+        match builder.clone().connect(addrs.clone()).await {
+            Ok(client) => break client,
+            Err(e) => {
+                let err = connect_error(&described, &e);
+                if wait_for_first && err.code == ErrorCode::ConnectFailed {
+                    tracing::debug!(servers = %described, "first connect failed, trying again (waitOnFirstConnect): {}", err.message);
+                    tokio::time::sleep(retry_wait).await;
+                    continue;
+                }
+                tracing::warn!(servers = %described, code = err.code.as_str(), "connect failed: {}", err.message);
+                return Err(err);
+            }
+        }
+    };
     let info = client.server_info();
     tracing::info!(servers = %described, server = %info.server_name, version = %info.version, max_payload = info.max_payload, "connected");
     let jetstream = jetstream::ContextBuilder::new()
