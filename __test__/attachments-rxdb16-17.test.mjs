@@ -1,7 +1,7 @@
 // Attachments between a client on RxDB 17 and one on RxDB 16 (the devDependency alias rxdb-16),
 // sharing one stream: both layouts of attachment data (Blob, base64) meet the same messages.
 // RxDB 16's client is built the way js/index.mjs builds the package's, on RxDB 16's exports.
-import { test } from 'node:test';
+import { test } from './harness/test.mjs';
 import assert from 'node:assert/strict';
 import * as rx17 from 'rxdb';
 import * as rx16 from 'rxdb-16';
@@ -12,7 +12,7 @@ import { getRxStorageMemory as memory16 } from 'rxdb-16/plugins/storage-memory';
 import * as replication16 from 'rxdb-16/plugins/replication';
 import * as leaderElection16 from 'rxdb-16/plugins/leader-election';
 import * as rxjs from 'rxjs';
-import { replicateNats } from 'rxdb-nats-native';
+import { replicateNats } from './harness/rxdb.mjs';
 import glue from '../js/replicate.cjs';
 import { startNatsServer } from './harness/nats-server.mjs';
 import { personSchema, uniqueName, waitFor, codeOf } from './harness/rxdb.mjs';

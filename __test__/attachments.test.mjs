@@ -1,17 +1,17 @@
 // Attachments replicate with their content: small ones in the message, large ones through a
-// JetStream Object Store, on RxDB 17 and (through rxdb16.test.mjs) RxDB 16.
-import { test, before, after } from 'node:test';
+// JetStream Object Store, on RxDB 17 and (the rxdb16 suite of scripts/test-js.mjs) RxDB 16.
+import { test, before, after } from './harness/test.mjs';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import net from 'node:net';
 import * as rxdb from 'rxdb';
 import { RxDBAttachmentsPlugin } from 'rxdb/plugins/attachments';
 import { replicateNats as replicateNatsOfficial } from 'rxdb/plugins/replication-nats';
 import { connect } from 'nats';
 import { startNatsServer, NatsServer } from './harness/nats-server.mjs';
+import { startLinkProxy } from './harness/link-proxy.mjs';
 import {
   createDb, personSchema, uniqueName, waitFor, streamMessages, publishRaw, replicatePeople, collectErrors, codeOf,
-  firstMatching,
+  firstMatching, streamMessageCount,
 } from './harness/rxdb.mjs';
 
 rxdb.addRxPlugin(RxDBAttachmentsPlugin);
@@ -30,7 +30,6 @@ const schema = { ...personSchema, attachments: {} };
 const createAttDb = (extra = {}) => createDb({ schema, ...extra });
 const person = (id, extra = {}) => ({ id, name: id, age: 1, tags: [], ...extra });
 const sha256 = (buffer) => crypto.createHash('sha256').update(buffer).digest('hex');
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 /** `size` bytes that differ for each `seed` (and compress badly). */
 const bytesOf = (size, seed = 1) => {
   const buffer = Buffer.alloc(size);
@@ -90,42 +89,6 @@ async function withBucket(url, bucket, fn) {
   } finally {
     await nc.close();
   }
-}
-
-/**
- * Counts the messages on `subject` with a bare NATS protocol client, calling `onMessage(n)` for
- * each: a test may kill the server from there (a nats.js client then throws "write after end").
- */
-async function watchSubject(url, subject, onMessage) {
-  const socket = net.connect(Number(new URL(url).port), '127.0.0.1');
-  socket.on('error', () => {});
-  await new Promise((resolve) => socket.once('connect', resolve));
-  socket.write(`CONNECT {"verbose":false}\r\nSUB ${subject} 1\r\nPING\r\n`);
-  let buffer = Buffer.alloc(0);
-  let count = 0;
-  let subscribed;
-  const ready = new Promise((resolve) => (subscribed = resolve));
-  socket.on('data', (chunk) => {
-    buffer = Buffer.concat([buffer, chunk]);
-    for (;;) {
-      const eol = buffer.indexOf('\r\n');
-      if (eol < 0) return;
-      const line = buffer.subarray(0, eol).toString();
-      if (line.startsWith('MSG ')) {
-        const size = Number(line.split(' ').pop());
-        if (buffer.length < eol + 2 + size + 2) return;
-        buffer = buffer.subarray(eol + 2 + size + 2);
-        onMessage(++count);
-      } else {
-        if (line === 'PING') socket.write('PONG\r\n');
-        if (line === 'PONG') subscribed();
-        buffer = buffer.subarray(eol + 2);
-      }
-    }
-  });
-  await ready; // the server answered the PING: the subscription is in place
-
-  return { close: () => socket.destroy() };
 }
 
 const inner = (err) => (String(err.code).startsWith('NATS_') ? err : err.parameters.errors[0]);
@@ -481,9 +444,12 @@ test('a server killed in the middle of a 5 MB upload: no half-written attachment
   const streamName = uniqueName('attkill');
   const bucket = `${streamName}_attachments`;
   const [a, b] = [await createAttDb(), await createAttDb()];
+  let proxy;
   try {
     const options = { connection: { servers: own.url, reconnectTimeWait: 100, timeout: 2000 }, retryTime: 300 };
-    const ra = replicatePeople(own.url, a, streamName, options);
+    // a reaches the server through a proxy that holds the upload at a chosen chunk.
+    proxy = await startLinkProxy(own.port);
+    const ra = replicatePeople(own.url, a, streamName, { ...options, connection: { ...options.connection, servers: proxy.url } });
     const rb = replicatePeople(own.url, b, streamName, options);
     const errorsB = collectErrors(rb);
     await ra.awaitInitialReplication();
@@ -494,18 +460,15 @@ test('a server killed in the middle of a 5 MB upload: no half-written attachment
       const attachment = doc && doc.getAttachment('clip.bin');
       if (attachment) seen.push(bytesOfAttachment(attachment).then(sha256, (e) => `unreadable: ${e.message}`));
     });
-    // Kill the server once the fifth chunk of the upload goes by.
-    let killed;
-    const watcher = await watchSubject(own.url, `$O.${bucket}.C.>`, (n) => {
-      if (n === 5) killed = own.kill().then(() => n);
-    });
+    // The upload is held after its fifth chunk; once the server stored those five, it is killed.
+    const held = proxy.holdAfter(`PUB $O.${bucket}.C.`, 5);
     const data = bytesOf(5 * MB, 41);
     await putAttachment(a, 'clip', 'clip.bin', data);
-    await waitFor(() => killed, 'the fifth chunk');
-    assert.equal(await killed, 5);
-    watcher.close();
+    await held;
+    await waitFor(async () => (await streamMessageCount(own.url, `OBJ_${bucket}`)) === 5, 'the five chunks on the server');
+    await own.kill();
+    proxy.reset();
     assert.equal(seen.length, 0, 'b saw nothing of the upload before the kill');
-    await sleep(500);
     await own.start();
     const got = await attachmentOn(b, 'clip', 'clip.bin', undefined, 60000);
     assert.equal(sha256(await bytesOfAttachment(got)), sha256(data));
@@ -529,6 +492,7 @@ test('a server killed in the middle of a 5 MB upload: no half-written attachment
   } finally {
     await a.close();
     await b.close();
+    await proxy?.close();
     await own.destroy();
   }
 });

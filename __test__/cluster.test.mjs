@@ -1,23 +1,20 @@
 // A 3-node JetStream cluster on 127.0.0.1, the stream with 3 replicas, clients given all three
 // URLs: kill -9 of the stream leader during a push, and of the node a client is connected to.
 // Writes resume after the election; nothing acknowledged is lost and nothing is written twice.
-import { test } from 'node:test';
+import { test } from './harness/test.mjs';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import crypto from 'node:crypto';
 import { connect } from 'nats';
 import { addRxPlugin } from 'rxdb';
 import { RxDBAttachmentsPlugin } from 'rxdb/plugins/attachments';
-import { NatsCluster, startNatsServer } from './harness/nats-server.mjs';
+import { NatsCluster, startNatsServer, killOnMessage } from './harness/nats-server.mjs';
 import {
   createDb, uniqueName, waitFor, streamMessages, docsOf, replicatePeople, collectErrors, codeOf, firstMatching,
-  personSchema,
+  personSchema, heldGate,
 } from './harness/rxdb.mjs';
 
 addRxPlugin(RxDBAttachmentsPlugin);
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const N = 5000;
 // Elections take seconds and the machine is shared: every wait is generous.
 const LONG = 120000;
@@ -74,38 +71,6 @@ async function localStreamState(node, streamName) {
     if (stream) return stream.state;
   }
   return null;
-}
-
-/**
- * A separate process that subscribes to `subject` on `url` and sends SIGKILL to `pid` when the
- * `count`th message arrives. `ready` resolves once it listens, `done` once it killed.
- */
-function killOnMessage(url, subject, count, pid) {
-  const script = `
-    import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { connect } from 'nats';
-    const nc = await connect({ servers: ${JSON.stringify(url)} });
-    let seen = 0;
-    nc.subscribe(${JSON.stringify(subject)}, { callback: () => {
-      if (++seen === ${count}) { process.kill(${pid}, 'SIGKILL'); console.log('killed'); process.exit(0); }
-    } });
-    await nc.flush();
-    console.log('ready');`;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  const saw = (word) => new Promise((resolve, reject) => {
-    child.stdout.on('data', (d) => {
-      out += d;
-      if (out.includes(word)) resolve();
-    });
-    child.once('exit', (code) => (out.includes(word) ? resolve() : reject(new Error(`the killer exited with ${code} before ${word}`))));
-  });
-  const ready = saw('ready');
-  const done = saw('killed');
-  done.catch(() => {});
-  ready.catch(() => {});
-  return { ready, done, child };
 }
 
 /** Asserts the stream holds each of `ids` exactly once, each message carrying its document. */
@@ -371,17 +336,21 @@ test('kill -9 of the node a writer is connected to: it reconnects to another nod
   // Only A's server dies here: the stream's leader lives on.
   await moveLeader(cluster, streamName, (l) => l !== aNode, `off ${aNode.serverName}`);
 
-  // A writes steadily; B writes a few of its own. A's server dies in the middle.
+  // A writes steadily; B writes a few of its own. A's server dies in the middle: A's writer
+  // holds at its 100th write until the node is dead, so 300 writes come after the kill.
   const total = 400;
+  const gate = heldGate();
   let written = 1;
   const writing = (async () => {
     for (; written < total; written++) {
+      if (written === 100) await gate.hold();
       await a.people.insert(person(written));
       await new Promise((r) => setTimeout(r, 10));
     }
   })();
-  await waitFor(() => written >= 100, 'A to be writing', LONG);
+  await waitFor(() => gate.held > 0, 'A to have written 100 documents', LONG);
   await aNode.kill();
+  gate.release();
   for (let i = 0; i < 10; i++) await b.people.insert({ ...person(10000 + i), name: 'from B' });
   await writing;
 
@@ -445,23 +414,35 @@ test('kill -9 of the node holding a fresh client\'s pull consumer during its ini
   await ra.awaitInSync();
 
   const applied = new Map();
-  // Small batches, so the kill lands while the pull is under way.
-  const rc = replicate(cluster, c, streamName, { push: undefined, live: false, pull: { batchSize: 20 } });
+  // The pull is held at a known point: pull.modifier waits on the first document past HOLD_AT
+  // until the consumer's node is dead. The pull reads ahead, but not the whole stream at once,
+  // so the consumer has documents left to deliver then (checked below, on the server).
+  const HOLD_AT = 1000;
+  const gate = heldGate();
+  let modified = 0;
+  const modifier = async (doc) => {
+    if (++modified > HOLD_AT) await gate.hold();
+    return doc;
+  };
+  const rc = replicate(cluster, c, streamName, { push: undefined, live: false, pull: { batchSize: 20, modifier } });
   rc.received$.subscribe((d) => applied.set(d.id, (applied.get(d.id) || 0) + 1));
   const errors = collectErrors(rc);
-  await waitFor(() => applied.size >= 300, 'the pull to be under way', LONG);
-  const consumerNode = await waitFor(async () => {
+  await waitFor(() => gate.held > 0, 'the pull to reach the gate', LONG);
+  const consumer = await waitFor(async () => {
     const nc = await connect({ servers: cluster.urls });
     try {
       const jsm = await nc.jetstreamManager();
-      for await (const ci of jsm.consumers.list(streamName)) return cluster.node(ci.cluster?.leader);
+      for await (const ci of jsm.consumers.list(streamName)) return ci;
     } finally {
       await nc.close();
     }
   }, 'the pull consumer');
+  assert.ok(consumer.num_pending > 0, `the pull consumer still has documents to deliver at the kill (${consumer.num_pending} pending, ${consumer.delivered.stream_seq} delivered)`);
+  const consumerNode = cluster.node(consumer.cluster?.leader);
   await consumerNode.kill();
   const atKill = applied.size;
-  assert.ok(atKill < N, `the pull was still under way at the kill (${atKill} of ${N})`);
+  assert.ok(atKill < N, `the pull was still under way at the kill (${atKill} of ${N} applied)`);
+  gate.release();
   await rc.awaitInitialReplication();
   assert.equal(await c.people.count().exec(), N);
   assert.equal(applied.size, N);

@@ -1,6 +1,6 @@
 // Conflicts: concurrent creates and updates are detected on the server and resolved by the
 // collection's conflict handler; nothing is silently overwritten.
-import { test, before, after } from 'node:test';
+import { test, before, after } from './harness/test.mjs';
 import assert from 'node:assert/strict';
 import { deepEqual } from 'rxdb/plugins/utils';
 import { startNatsServer } from './harness/nats-server.mjs';

@@ -4,7 +4,7 @@
 //
 // CONVERGENCE_SEED=<n> replays a run's operations (the seed is printed); CONVERGENCE_MS sets how
 // long the clients write (default 15 s; e.g. CONVERGENCE_MS=300000 for a long run).
-import { test } from 'node:test';
+import { test } from './harness/test.mjs';
 import assert from 'node:assert/strict';
 import { NatsServer } from './harness/nats-server.mjs';
 import { createDb, uniqueName, waitFor, streamMessages, replicatePeople, collectErrors } from './harness/rxdb.mjs';
@@ -78,9 +78,12 @@ async function converge(t, { seed: SEED, writeMs: WRITE_MS, streamConfig, checkH
   // Each client writes on its own seeded schedule until the deadline.
   const deadline = Date.now() + WRITE_MS;
   const counts = { insert: 0, update: 0, delete: 0, refused: 0, restarts: 0 };
+  // However slow the machine: the clients write through at least one restart and MIN_WRITES writes.
+  const MIN_WRITES = 100;
+  const writing = () => Date.now() < deadline || counts.restarts < 1 || counts.insert + counts.update + counts.delete < MIN_WRITES;
   const writer = async (client) => {
     const r = client.rand;
-    while (Date.now() < deadline) {
+    while (writing()) {
       const id = `doc-${Math.floor(r() * IDS)}`;
       const token = `${client.name}:${++client.ops}`;
       const roll = r();
@@ -107,11 +110,12 @@ async function converge(t, { seed: SEED, writeMs: WRITE_MS, streamConfig, checkH
       await sleep(Math.floor(r() * 40));
     }
   };
-  // The server restarts at random: graceful stop or kill -9, down for up to 2 s.
+  // The server restarts at random: graceful stop or kill -9, down for up to 2 s. The first
+  // restart comes whatever the time, while the clients write.
   const restarter = async () => {
     while (true) {
       await sleep(2000 + pick(3000));
-      if (Date.now() > deadline - 2000) return;
+      if (counts.restarts >= 1 && Date.now() > deadline - 2000) return;
       if (rand() < 0.5) await server.kill();
       else await server.stop();
       await sleep(pick(2000));
@@ -155,7 +159,7 @@ async function converge(t, { seed: SEED, writeMs: WRITE_MS, streamConfig, checkH
     await Promise.all(clients.map((c) => c.replication.awaitInSync()));
     diff = await differences();
     return diff.length === 0;
-  }, 'every client to equal the server', 60000).catch((e) => {
+  }, 'every client to equal the server', 120000).catch((e) => {
     throw new Error(`${e.message}; differing client/doc: ${diff.join(', ')} (CONVERGENCE_SEED=${SEED})`);
   });
 

@@ -3,7 +3,7 @@
 // a snapshot of the local documents: both can pair an older state with a newer one. Each test
 // here lost writes before the glue guarded against it (js/replicate.cjs: guardDownstream,
 // supersededRows).
-import { test } from 'node:test';
+import { test } from './harness/test.mjs';
 import assert from 'node:assert/strict';
 import { startNatsServer } from './harness/nats-server.mjs';
 import { createDb, uniqueName, waitFor, replicatePeople, streamMessages, collectErrors } from './harness/rxdb.mjs';

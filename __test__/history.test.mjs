@@ -1,7 +1,7 @@
 // A stream keeps every revision of every document. A fresh client reads only the newest revision
 // of each (time proportional to the documents, not to the writes); a stream can be bounded
 // (streamConfig.maxMsgsPerSubject) and one that grew can be compacted (compactStream).
-import { test, before, after } from 'node:test';
+import { test, before, after } from './harness/test.mjs';
 import assert from 'node:assert/strict';
 import { isDeepStrictEqual } from 'node:util';
 import { connect } from 'nats';

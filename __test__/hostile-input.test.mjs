@@ -1,6 +1,6 @@
 // Other writers' documents that break the collection schema, and bodies far larger than documents
 // should be: each is reported once with subject and sequence, skipped, and the rest flows.
-import { test, before, after } from 'node:test';
+import { test, before, after } from './harness/test.mjs';
 import assert from 'node:assert/strict';
 import { startNatsServer } from './harness/nats-server.mjs';
 import {

@@ -1,7 +1,8 @@
 // Document ids of every kind, and sharing one stream with rxdb/plugins/replication-nats.
-import { test, before, after } from 'node:test';
+import { test, before, after } from './harness/test.mjs';
 import assert from 'node:assert/strict';
-import { replicateNats, subjectFor } from 'rxdb-nats-native';
+import { subjectFor } from 'rxdb-nats-native';
+import { replicateNats } from './harness/rxdb.mjs';
 import { replicateNats as replicateNatsOfficial } from 'rxdb/plugins/replication-nats';
 import { startNatsServer } from './harness/nats-server.mjs';
 import { createDb, uniqueName, waitFor, docsOf, streamMessages, collectErrors } from './harness/rxdb.mjs';

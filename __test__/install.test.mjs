@@ -1,7 +1,7 @@
 // The package as a user gets it: the tarballs of `npm run pack:local`, installed with
 // `npm install --offline` into a fresh project on a machine without Rust, used from ESM and
 // CommonJS against a real nats-server.
-import { test, before, after } from 'node:test';
+import { test, before, after } from './harness/test.mjs';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';

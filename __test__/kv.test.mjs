@@ -1,11 +1,12 @@
 // The KV layout (option `kv`): the collection is a NATS KV bucket. The other party in these tests
 // is nats.js's own KV API (`js.views.kv`), a client we did not write: what it puts, deletes and
 // purges arrives in RxDB, and what RxDB writes is what its get/keys/watch report.
-import { test, before, after } from 'node:test';
+import { test, before, after } from './harness/test.mjs';
 import assert from 'node:assert/strict';
 import { connect } from 'nats';
 import { deepEqual } from 'rxdb/plugins/utils';
-import { keyFor, replicateNats } from 'rxdb-nats-native';
+import { keyFor } from 'rxdb-nats-native';
+import { replicateNats } from './harness/rxdb.mjs';
 import { startNatsServer } from './harness/nats-server.mjs';
 import { createDb, uniqueName, waitFor, docsOf, collectErrors, codeOf, firstMatching } from './harness/rxdb.mjs';
 

@@ -1,7 +1,7 @@
 // RXDB_NATS_LOG: off by default; when set, what the native side does (connection, stream,
 // consumers, pulls and pushes) goes to stderr. That it never shows a credential is checked with
 // the provoked failures of secrets.test.mjs.
-import { test, before, after } from 'node:test';
+import { test, before, after } from './harness/test.mjs';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';

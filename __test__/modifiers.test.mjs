@@ -1,6 +1,6 @@
 // Drop-in data correctness: documents a pull.modifier repairs (rolling upgrades), what
 // push.modifier returns, and tombstones the official plugin wrote under a custom deletedField.
-import { test, before, after } from 'node:test';
+import { test, before, after } from './harness/test.mjs';
 import assert from 'node:assert/strict';
 import { replicateNats as replicateNatsOfficial } from 'rxdb/plugins/replication-nats';
 import { startNatsServer } from './harness/nats-server.mjs';

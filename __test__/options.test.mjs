@@ -1,7 +1,7 @@
 // Option names and defaults have one source: js/options.cjs for replicateNats() itself, the
 // native structs (src/options.rs) for the sub-options they check. index.d.ts, the README's
 // tables and the native side must say the same; this test fails when one of them drifts.
-import { test } from 'node:test';
+import { test } from './harness/test.mjs';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';

@@ -10,7 +10,7 @@
 // linux-x64-gnu one (`npm run test:cross`). Without it, linux-x64-gnu is this machine's `npm run
 // build` and the other three platform packages are published with package.json and README only,
 // which tests npm's choice but no binary (the test names say which).
-import { test, before, after } from 'node:test';
+import { test, before, after } from './harness/test.mjs';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';

@@ -1,7 +1,7 @@
 // What a release promises besides the code: one version in every package, the metadata npm shows
 // (license, repository, engines), platform packages whose os/cpu/libc npm can choose by, a release
 // workflow that builds and tests every one of them, and an ELF check that rejects a wrong binary.
-import { test } from 'node:test';
+import { test } from './harness/test.mjs';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';

@@ -1,5 +1,5 @@
 // Replication behaviour a user sees: convergence, pull batches, live, options, lifecycle.
-import { test, before, after } from 'node:test';
+import { test, before, after } from './harness/test.mjs';
 import assert from 'node:assert/strict';
 import { startNatsServer } from './harness/nats-server.mjs';
 import {

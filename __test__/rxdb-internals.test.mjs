@@ -1,7 +1,7 @@
 // The race guards rest on RxDB internals (js/rxdb-internals.cjs). A future RxDB that renames one
 // must not turn the guards off silently: the replication reports it on error$. These tests
 // simulate such an RxDB by hiding a hook after RxDB's own start().
-import { test } from 'node:test';
+import { test } from './harness/test.mjs';
 import assert from 'node:assert/strict';
 import { RXDB_VERSION } from 'rxdb';
 import { RxReplicationState } from 'rxdb/plugins/replication';

@@ -1,7 +1,7 @@
 // Credentials never appear in errors or logs: every kind (password, token, nkey seed, creds file)
 // is made to fail, wrong or malformed, and every error is rendered every way an application
 // might (own properties, String(), stack, JSON, util.inspect, console output of a child process).
-import { test, before, after } from 'node:test';
+import { test, before, after } from './harness/test.mjs';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';

@@ -1,6 +1,6 @@
 // TLS, mutual TLS, each kind of authentication and per-subject permissions, against real
 // nats-server processes configured for them. Certificates, keys and JWTs are generated per run.
-import { test, before, after } from 'node:test';
+import { test, before, after } from './harness/test.mjs';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { connect } from 'nats';

@@ -4,7 +4,7 @@
 //
 // `npm test` runs a short soak (SOAK_UPDATES=20000); the issue's soak is
 //   SOAK_UPDATES=200000 node --test __test__/soak.test.mjs
-import { test } from 'node:test';
+import { test } from './harness/test.mjs';
 import assert from 'node:assert/strict';
 import { startNatsServer } from './harness/nats-server.mjs';
 import { createDb, uniqueName, waitFor, replicatePeople, consumerCount, collectErrors } from './harness/rxdb.mjs';

@@ -1,5 +1,5 @@
 // replication.stats(): what a user watches to see that replication moves, and how far behind it is.
-import { test, before, after } from 'node:test';
+import { test, before, after } from './harness/test.mjs';
 import assert from 'node:assert/strict';
 import { startNatsServer } from './harness/nats-server.mjs';
 import {

@@ -1,6 +1,6 @@
 // The public types, as a TypeScript user meets them: a small consumer project (types/) that
 // imports rxdb-nats-native from ESM and requires it from CommonJS, checked with `tsc --strict`.
-import { test } from 'node:test';
+import { test } from './harness/test.mjs';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';

@@ -27,7 +27,14 @@ export function freePort() {
   });
 }
 
+/** Runs of a server kept with their logs (for a failing test's report), and lines per run. */
+const RUNS_KEPT = 6;
+const LOG_KEPT = 400;
+
 export class NatsServer {
+  /** Every server this process made, for a failing test's report (`__test__/harness/test.mjs`). */
+  static instances = new Set();
+
   /**
    * @param {object} o
    * @param {boolean} [o.jetstream=true] start with -js
@@ -42,6 +49,16 @@ export class NatsServer {
     this.storeDir = path.join(this.dir, 'store');
     this.log = '';
     this.proc = null;
+    /** What happened to the server, `{ at, what }` (start, stop, kill, exited by itself). */
+    this.events = [];
+    /** Each run of the process: `{ started, ended, how, log }`, the log cut to its last lines. */
+    this.runs = [];
+    NatsServer.instances.add(this);
+  }
+
+  #event(what) {
+    this.events.push({ at: Date.now(), what });
+    if (this.events.length > 50) this.events.shift();
   }
 
   get url() {
@@ -56,9 +73,27 @@ export class NatsServer {
     const args = ['-a', '127.0.0.1', '-p', String(this.port), '-c', confFile];
     if (this.jetstream) args.push('-js', '-sd', this.storeDir);
     if (this.monitor) args.push('-m', String(this.monitorPort));
+    // `log` is this run's: "Server is ready" from an earlier run must not count.
+    this.log = '';
     const proc = spawn(natsServerBin(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
     running.add(this);
+    this.#event(`start (pid ${proc.pid})`);
+    const run = { started: Date.now(), ended: null, how: null, log: '' };
+    this.runs.push(run);
+    if (this.runs.length > RUNS_KEPT) this.runs.shift();
+    const keep = (chunk) => {
+      run.log += chunk;
+      if (run.log.length > 200000) run.log = run.log.split('\n').slice(-LOG_KEPT).join('\n');
+    };
+    proc.stdout.on('data', keep);
+    proc.stderr.on('data', keep);
+    proc.once('exit', (code, signal) => {
+      run.ended = Date.now();
+      run.how ||= `exit ${signal || code}`;
+      if (this.proc === proc && !this.stopping) this.#event(`exited by itself (${signal || code})`);
+    });
+    let onEarlyExit;
     await new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`nats-server did not start:\n${this.log}`)), 15000);
       const onData = (chunk) => {
@@ -70,12 +105,13 @@ export class NatsServer {
       };
       proc.stdout.on('data', onData);
       proc.stderr.on('data', onData);
-      proc.once('exit', (code) => {
+      onEarlyExit = (code) => {
         clearTimeout(timer);
         reject(new Error(`nats-server exited with ${code}:\n${this.log}`));
-      });
+      };
+      proc.once('exit', onEarlyExit);
     });
-    proc.removeAllListeners('exit');
+    proc.off('exit', onEarlyExit);
     proc.once('exit', () => running.delete(this));
     return this;
   }
@@ -89,8 +125,13 @@ export class NatsServer {
       return;
     }
     const exited = new Promise((resolve) => proc.once('exit', resolve));
+    this.#event(signal === 'SIGKILL' ? 'kill -9' : `stop (${signal})`);
+    const run = this.runs[this.runs.length - 1];
+    if (run) run.how = signal === 'SIGKILL' ? 'kill -9' : signal;
+    this.stopping = true;
     proc.kill(signal);
     await exited;
+    this.stopping = false;
     this.proc = null;
     this.log = '';
   }

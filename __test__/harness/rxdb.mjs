@@ -2,7 +2,13 @@
 import { createRxDatabase } from 'rxdb';
 import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
 import { connect } from 'nats';
-import { replicateNats } from 'rxdb-nats-native';
+import { replicateNats as replicateNatsOfThePackage } from 'rxdb-nats-native';
+import { watchReplication } from './test.mjs';
+
+/** replicateNats() of the package, watched: a failing test prints the state's stats() and errors. */
+export function replicateNats(options) {
+  return watchReplication(replicateNatsOfThePackage(options), options?.replicationIdentifier);
+}
 
 let counter = 0;
 
@@ -47,6 +53,31 @@ export async function waitFor(check, what, timeoutMs = 20000) {
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${JSON.stringify(last)})`);
 }
 
+/**
+ * A gate that holds whoever calls `hold()` until `release()`: a fault test stops the replication
+ * at a known point (in a pull.modifier, a push.modifier or its own writer), causes the fault,
+ * then lets it go on. `reached` resolves when the first caller arrives.
+ */
+export function heldGate() {
+  let release;
+  let arrive;
+  const open = new Promise((resolve) => (release = resolve));
+  const reached = new Promise((resolve) => (arrive = resolve));
+  let held = 0;
+  return {
+    hold() {
+      held++;
+      arrive();
+      return open;
+    },
+    get held() {
+      return held;
+    },
+    reached,
+    release,
+  };
+}
+
 /** Resolves with the first value of `observable` that satisfies `predicate`. */
 export function firstMatching(observable, predicate, what, timeoutMs = 20000) {
   return new Promise((resolve, reject) => {
@@ -80,6 +111,19 @@ export async function streamMessages(url, streamName) {
     return out;
   } finally {
     await nc.close();
+  }
+}
+
+/** The number of messages stream `streamName` holds (-1 while the server does not answer). */
+export async function streamMessageCount(url, streamName) {
+  let nc;
+  try {
+    nc = await connect({ servers: url, maxReconnectAttempts: 0 });
+    return (await (await nc.jetstreamManager()).streams.info(streamName)).state.messages;
+  } catch {
+    return -1;
+  } finally {
+    await nc?.close().catch(() => {});
   }
 }
 

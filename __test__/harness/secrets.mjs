@@ -13,9 +13,15 @@ export function tempDir(base = 'rxdb-nats-secrets-') {
   return fs.mkdtempSync(path.join(os.tmpdir(), base));
 }
 
+/** Remembers a secret, so a failing test's report (harness/test.mjs) masks it. */
+function secret(value) {
+  (globalThis.__rxdbNatsTestSecrets ||= new Set()).add(value);
+  return value;
+}
+
 /** A random string that cannot appear anywhere by chance. */
 export function randomSecret(label) {
-  return `${label}-${randomBytes(12).toString('hex')}`;
+  return secret(`${label}-${randomBytes(12).toString('hex')}`);
 }
 
 function openssl(dir, args) {
@@ -65,7 +71,7 @@ export function issueCert(dir, ca, name, usage) {
 /** A fresh user nkey pair: `{ seed, publicKey }`. */
 export function userNkey() {
   const kp = jwt.createUser();
-  return { seed: new TextDecoder().decode(kp.getSeed()), publicKey: kp.getPublicKey() };
+  return { seed: secret(new TextDecoder().decode(kp.getSeed())), publicKey: kp.getPublicKey() };
 }
 
 /**
@@ -103,7 +109,7 @@ export async function makeOperator(dir) {
     const file = path.join(dir, `${name}-${++users}.creds`);
     const text = new TextDecoder().decode(jwt.fmtCreds(userJwt, ukp));
     fs.writeFileSync(file, text, { mode: 0o600 });
-    return { file, jwt: userJwt, seed: new TextDecoder().decode(ukp.getSeed()), text };
+    return { file, jwt: secret(userJwt), seed: secret(new TextDecoder().decode(ukp.getSeed())), text };
   };
   return { config, creds };
 }
