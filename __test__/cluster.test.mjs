@@ -419,11 +419,7 @@ test('kill -9 of the node holding a fresh client\'s pull consumer during its ini
   // so the consumer has documents left to deliver then (checked below, on the server).
   const HOLD_AT = 1000;
   const gate = heldGate();
-  let modified = 0;
-  const modifier = async (doc) => {
-    if (++modified > HOLD_AT) await gate.hold();
-    return doc;
-  };
+  const modifier = gate.heldAfter(HOLD_AT);
   const rc = replicate(cluster, c, streamName, { push: undefined, live: false, pull: { batchSize: 20, modifier } });
   rc.received$.subscribe((d) => applied.set(d.id, (applied.get(d.id) || 0) + 1));
   const errors = collectErrors(rc);

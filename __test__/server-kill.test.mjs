@@ -105,11 +105,7 @@ test('kill -9 during a fresh client\'s initial pull: it ends with every document
   // pull reads ahead, but not the whole stream at once, so its consumer has documents left.
   const HOLD_AT = 1000;
   const gate = heldGate();
-  let modified = 0;
-  const modifier = async (doc) => {
-    if (++modified > HOLD_AT) await gate.hold();
-    return doc;
-  };
+  const modifier = gate.heldAfter(HOLD_AT);
   const r = replicate(server, db, streamName, { push: undefined, pull: { batchSize: 20, modifier } });
   r.received$.subscribe((d) => applied.set(d.id, (applied.get(d.id) || 0) + 1));
   await waitFor(() => gate.held > 0, 'the pull to reach the gate', 60000);

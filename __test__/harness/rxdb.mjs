@@ -56,24 +56,29 @@ export async function waitFor(check, what, timeoutMs = 20000) {
 /**
  * A gate that holds whoever calls `hold()` until `release()`: a fault test stops the replication
  * at a known point (in a pull.modifier, a push.modifier or its own writer), causes the fault,
- * then lets it go on. `reached` resolves when the first caller arrives.
+ * then lets it go on. `heldAfter(n)` is a modifier that passes the first `n` documents and holds
+ * each later one at the gate.
  */
 export function heldGate() {
   let release;
-  let arrive;
   const open = new Promise((resolve) => (release = resolve));
-  const reached = new Promise((resolve) => (arrive = resolve));
   let held = 0;
+  const hold = () => {
+    held++;
+    return open;
+  };
   return {
-    hold() {
-      held++;
-      arrive();
-      return open;
-    },
+    hold,
     get held() {
       return held;
     },
-    reached,
+    heldAfter(n) {
+      let seen = 0;
+      return async (doc) => {
+        if (++seen > n) await hold();
+        return doc;
+      };
+    },
     release,
   };
 }
