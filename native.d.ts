@@ -31,7 +31,12 @@ export declare class NativeReplication {
    */
   readCurrent(ids: Array<string>): Promise<string>
   /**
-   * Publishes `bodies[i]` (JSON) as document `ids[i]`, expecting its subject at
+   * Whether a deleted document on the server holds only its id (the KV layout's delete
+   * markers): the glue then compares RxDB's deleted states of it as that.
+   */
+  tombstonesHoldOnlyTheId(): boolean
+  /**
+   * Publishes `bodies[i]` (the JSON document, as the server holds it) as document `ids[i]`, expecting its subject at
    * `expected[i]` (0: must not exist); `conflictsFound` conflicts of this batch were decided
    * before. Resolves `{"ok":[{"written":seq} | {"conflict":{"sequence":N,"document":{..}}} |
    * {"rejected":{code,message}}]}`.

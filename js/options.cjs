@@ -1,10 +1,12 @@
 'use strict';
 /**
- * The options of replicateNats(): their names, types and defaults (the one place for them in
- * JavaScript; the sub-options `connection`, `streamConfig` and `attachments` are checked by name
- * on the native side, src/options.rs; `__test__/options.test.mjs` checks index.d.ts and the
- * README against both), and
- * their validation at replicateNats() time, naming the option at fault.
+ * The options of replicateNats(), one place for each rule. Here (JavaScript): the names and
+ * types of the options this file's tables list, the defaults of the RxDB options, and the RxDB
+ * options' values (batch sizes, retryTime, the collection). In src/options.rs (Rust): the values
+ * and combinations of everything the native side uses (streamName, subjectPrefix, kv, deletedField,
+ * connection, streamConfig, attachments, maxDocumentBytes), checked once by `validateOptions` at
+ * replicateNats() time; the layout (src/layout.rs) is derived from them and never rewrites them.
+ * `__test__/options.test.mjs` checks index.d.ts and the README against both.
  */
 const { RxNatsError, invalidOption } = require('./errors.cjs');
 
@@ -39,8 +41,6 @@ const PUSH_OPTIONS = {
 const ATTACHMENT_OPTIONS = { bucket: 'string', inlineMaxBytes: 'number' };
 const KV_OPTIONS = { bucket: 'string', history: 'number', create: 'boolean' };
 const REQUIRED = ['collection', 'replicationIdentifier'];
-/** Where the documents are: a stream and its subjects, or (`kv`) a KV bucket. */
-const LAYOUT = ['streamName', 'subjectPrefix'];
 
 /** Defaults of the options this side applies (index.d.ts says the same; a test checks it). */
 const DEFAULTS = {
@@ -101,15 +101,7 @@ function settingsOf(options, native) {
   for (const required of REQUIRED) {
     if (options[required] === undefined) throw invalidOption(`option ${required} is required`);
   }
-  if (options.kv) {
-    checkKeys(options.kv, KV_OPTIONS, 'kv.');
-  } else {
-    for (const required of LAYOUT) {
-      if (options[required] === undefined) {
-        throw invalidOption(`option ${required} is required (or kv: { bucket }, to replicate with a NATS KV bucket)`);
-      }
-    }
-  }
+  if (options.kv) checkKeys(options.kv, KV_OPTIONS, 'kv.');
   if (!options.collection.schema || typeof options.collection.schema.primaryPath !== 'string') {
     throw invalidOption('option collection must be an RxCollection');
   }
@@ -143,6 +135,7 @@ function settingsOf(options, native) {
     pulls: !!options.pull,
     attachments: options.attachments || {},
     kv: options.kv,
+    officialDeletedFlag: orDefault(options.officialDeletedFlag, 'officialDeletedFlag'),
   });
   const problem = native.validateOptions(nativeOptions);
   if (problem) throw new RxNatsError(JSON.parse(problem));
@@ -152,10 +145,6 @@ function settingsOf(options, native) {
     primaryPath: options.collection.schema.primaryPath,
     replicationIdentifier: options.replicationIdentifier,
     deletedField,
-    kv: !!options.kv,
-    // With a custom deletedField, also write `_deleted`, the flag the official plugin reads and
-    // writes (it ignores deletedField).
-    officialFlag: deletedField !== '_deleted' && orDefault(options.officialDeletedFlag, 'officialDeletedFlag'),
     live: orDefault(options.live, 'live'),
     retryTime: orDefault(options.retryTime, 'retryTime'),
     autoStart: orDefault(options.autoStart, 'autoStart'),

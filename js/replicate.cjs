@@ -36,13 +36,13 @@ function toJson(doc) {
 
 /**
  * A document as RxDB compares it (`_deleted`, a boolean) and as the server holds it
- * (`deletedField`). In the KV layout a deleted document is a delete marker, which holds only the
- * key: every deleted revision of a document compares as that.
+ * (`deletedField`). Where the server keeps only the id of a deleted document (the native layout
+ * says so: KV delete markers), every deleted revision of a document compares as that.
  */
-function documentFormats(deletedField, { kv, primaryPath }) {
+function documentFormats(deletedField, { tombstonesHoldOnlyTheId, primaryPath }) {
   return {
     toRxFormat(doc) {
-      if (kv && doc._deleted) return { [primaryPath]: doc[primaryPath], _deleted: true };
+      if (tombstonesHoldOnlyTheId && doc._deleted) return { [primaryPath]: doc[primaryPath], _deleted: true };
       const copy = Object.assign({}, doc);
       if (deletedField !== '_deleted') {
         copy._deleted = !!copy[deletedField];
@@ -60,12 +60,6 @@ function documentFormats(deletedField, { kv, primaryPath }) {
       return copy;
     },
   };
-}
-
-/** The KV value of a live document: the document without RxDB's deleted flag. */
-function valueOf(doc) {
-  const { _deleted, ...value } = doc;
-  return value;
 }
 
 /**
@@ -119,10 +113,10 @@ function pullModifierOf({ modifier, nat, primaryPath, formats }) {
  * reported and not pushed (RxDB skips a row whose modified state is null). Its outputs remember
  * the id of the document they came from, so an error can name it even when the output lost it.
  * `bodyOf(doc)` is `{id, json, written}` or `{error}`: the message must be a JSON object with its
- * string primary key (readers skip anything else), and with a custom deletedField it also
- * carries the official plugin's `_deleted`.
+ * string primary key (readers skip anything else). The native layout makes the message of it
+ * (the official plugin's `_deleted` beside a custom deletedField, a KV value or delete marker).
  */
-function pushBodies({ modifier, primaryPath, deletedField, officialFlag, kv, emitError }) {
+function pushBodies({ modifier, primaryPath, emitError }) {
   const modifiedFrom = new WeakMap();
   const guardedModifier =
     modifier &&
@@ -155,11 +149,9 @@ function pushBodies({ modifier, primaryPath, deletedField, officialFlag, kv, emi
     if (typeof id !== 'string' || id === '') {
       return refuse(`it has no string primary key ${JSON.stringify(primaryPath)}${modifier ? ' after push.modifier' : ''}`);
     }
-    const written = officialFlag ? { ...doc, _deleted: !!doc[deletedField] } : doc;
-    if (kv && written._deleted) return { id, json: '', written }; // a delete marker
-    const { json, problem } = toJson(kv ? valueOf(written) : written);
+    const { json, problem } = toJson(doc);
     if (problem !== undefined) return refuse(`it cannot be written as JSON (${problem})`);
-    return { id, json, written };
+    return { id, json, written: doc };
   }
   return { modifier: guardedModifier || undefined, bodyOf };
 }
@@ -421,7 +413,7 @@ function createReplicateNats({ rxdb, replication, leaderElection, rxjs }) {
       const state = own.state;
       if (state && !state.isStopped()) state.subjects.error.next(info instanceof Error ? info : new RxNatsError(info));
     };
-    const formats = documentFormats(deletedField, { kv: settings.kv, primaryPath });
+    const formats = documentFormats(deletedField, { tombstonesHoldOnlyTheId: nat.tombstonesHoldOnlyTheId(), primaryPath });
     const attachments = createAttachmentCodec({
       nat,
       collection,
@@ -445,9 +437,6 @@ function createReplicateNats({ rxdb, replication, leaderElection, rxjs }) {
     const bodies = pushBodies({
       modifier: settings.push && settings.push.modifier,
       primaryPath,
-      deletedField,
-      officialFlag: settings.officialFlag,
-      kv: settings.kv,
       emitError,
     });
     const push = settings.push && {

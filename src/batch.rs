@@ -2,16 +2,12 @@
 //! each document, track the checkpoint, and collect what had to be skipped.
 
 use crate::error::{ErrorCode, ReplicationError};
-use crate::kv::{self, Operation};
+use crate::layout::{flag, with_field, Entry, Layout, Operation, OFFICIAL_DELETED_FIELD};
 use crate::schema::FieldRules;
-use crate::subject;
 use bytes::Bytes;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-
-/// The deleted flag RxDB uses, and the official plugin writes whatever `deletedField` says.
-pub const OFFICIAL_DELETED_FIELD: &str = "_deleted";
+use std::collections::{HashMap, HashSet, VecDeque};
 
 /// Deepest nesting of arrays and objects a document may have (serde_json's own limit): deeper
 /// bodies are parser bombs, not documents.
@@ -43,23 +39,12 @@ fn nesting_depth(json: &[u8]) -> usize {
     deepest
 }
 
-/// Where documents live: the official plugin's subjects, or a KV bucket's keys.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Layout {
-    /// `<subjectPrefix>.<token>`, the body holds the deleted flag (see `subject.rs`).
-    #[default]
-    Stream,
-    /// `$KV.<bucket>.<key>`, a deleted document is a delete marker (see `kv.rs`).
-    Kv,
-}
-
 /// What decides whether a message body is a document of this collection.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DocumentShape {
+    /// Where documents are and how messages hold them.
     pub layout: Layout,
-    pub subject_prefix: String,
     pub primary_path: String,
-    pub deleted_field: String,
     /// The collection schema's top-level rules.
     pub rules: FieldRules,
     /// Bodies above this are skipped (option `maxDocumentBytes`).
@@ -78,48 +63,10 @@ pub struct Decoded {
     pub body: Bytes,
 }
 
-/// Reads a boolean flag of a document; `Err` names a value that is not a boolean.
-fn flag(fields: &HashMap<Cow<'_, str>, &RawValue>, name: &str) -> Result<Option<bool>, ()> {
-    match fields.get(name).map(|raw| raw.get()) {
-        None => Ok(None),
-        Some("true") => Ok(Some(true)),
-        Some("false") => Ok(Some(false)),
-        Some(_) => Err(()),
-    }
-}
-
-/// A copy of a JSON object with `field` set to `value` (values other than it keep their text).
-fn with_flag(payload: &[u8], field: &str, value: bool) -> Bytes {
-    let rewritten = serde_json::from_slice::<BTreeMap<String, Box<RawValue>>>(payload)
-        .ok()
-        .and_then(|mut doc| {
-            doc.insert(
-                field.to_string(),
-                RawValue::from_string(value.to_string()).ok()?,
-            );
-            serde_json::to_vec(&doc).ok()
-        });
-    // Only called on bodies decode() parsed as a JSON object, so the rewrite cannot fail.
-    rewritten
-        .map(Bytes::from)
-        .unwrap_or_else(|| Bytes::copy_from_slice(payload))
-}
-
 impl DocumentShape {
     /// The subject of document `id`.
     pub fn subject_for(&self, id: &str) -> String {
-        match self.layout {
-            Layout::Stream => subject::subject_for(&self.subject_prefix, id),
-            Layout::Kv => kv::subject_for(&self.subject_prefix, id),
-        }
-    }
-
-    /// Every subject a document of this collection may be on.
-    pub fn filter(&self) -> String {
-        match self.layout {
-            Layout::Stream => format!("{}.*", self.subject_prefix),
-            Layout::Kv => kv::filter(&self.subject_prefix),
-        }
+        self.layout.subject_for(id)
     }
 
     /// Checks one message (`op`: what its `KV-Operation` header says) and returns the document
@@ -142,30 +89,11 @@ impl DocumentShape {
             )
             .with_subject(subject, sequence)
         };
-        let not_ours = || {
-            malformed(format!(
-                "the subject is not {}.<document id>",
-                self.subject_prefix
-            ))
-        };
-        let (decoded, literal) = match self.layout {
-            Layout::Stream => subject::candidate_ids(
-                subject::token_of(&self.subject_prefix, subject).ok_or_else(not_ours)?,
-            ),
-            Layout::Kv => {
-                let key = kv::key_of(&self.subject_prefix, subject).ok_or_else(not_ours)?;
-                match op {
-                    Operation::Put => kv::candidate_ids(key),
-                    Operation::Delete | Operation::Purge => {
-                        return Ok(kv::marker_document(&self.primary_path, key))
-                    }
-                    Operation::Unknown => {
-                        return Err(malformed(format!(
-                            "its {} header is none of PUT, DEL and PURGE",
-                            kv::KV_OPERATION
-                        )))
-                    }
-                }
+        let (decoded, literal) = match self.layout.entry(subject, op).map_err(malformed)? {
+            Entry::Body { decoded, literal } => (decoded, literal),
+            Entry::Tombstone { id } => {
+                let body = Layout::tombstone_body(&self.primary_path, &id);
+                return Ok(Decoded { id, body });
             }
         };
         if let Some(max) = self.max_bytes.filter(|max| payload.len() > *max) {
@@ -194,10 +122,11 @@ impl DocumentShape {
                 };
                 malformed(what)
             })?;
-        if self.layout == Layout::Kv && !fields.contains_key(self.primary_path.as_str()) {
-            // A KV service may put a value without its key inside: the key names it.
+        if self.layout.subject_names_keyless_bodies()
+            && !fields.contains_key(self.primary_path.as_str())
+        {
             let id = decoded.unwrap_or_else(|| literal.to_string());
-            let body = kv::with_id(payload, &self.primary_path, &id);
+            let body = with_field(payload, &self.primary_path, &json_string(&id));
             return self.decode(subject, sequence, op, &body);
         }
         let id: String = fields
@@ -209,16 +138,7 @@ impl DocumentShape {
                     self.primary_path
                 ))
             })?;
-        let (deleted, rewrite) = match self.layout {
-            // A value is a live document: deletes are markers; a `_deleted` in it is ignored.
-            Layout::Kv => (false, None),
-            Layout::Stream => self.deleted_state(&fields).map_err(|()| {
-                malformed(format!(
-                    "the deleted field {:?} is not a boolean",
-                    self.deleted_field
-                ))
-            })?,
-        };
+        let (deleted, rewrite) = self.layout.deleted_state(&fields).map_err(malformed)?;
         if decoded.as_deref() != Some(id.as_str()) && literal != id {
             return Err(malformed(format!(
                 "its primary key {id:?} does not belong on this subject"
@@ -241,37 +161,14 @@ impl DocumentShape {
             .with_subject(subject, sequence)
             .with_document(id));
         }
-        let body = match (self.layout, rewrite) {
-            (Layout::Kv, _) if fields.contains_key(OFFICIAL_DELETED_FIELD) => {
-                with_flag(payload, OFFICIAL_DELETED_FIELD, false)
-            }
-            (Layout::Kv, _) => kv::with_field(payload, OFFICIAL_DELETED_FIELD, "false"),
-            (Layout::Stream, Some(value)) => with_flag(payload, &self.deleted_field, value),
-            (Layout::Stream, None) => payload.clone(),
-        };
+        let body = self.layout.body_for_rxdb(payload, &fields, rewrite);
         Ok(Decoded { id, body })
     }
+}
 
-    /// Whether the document is deleted, and the value to write into `deletedField` when the
-    /// body must say so for RxDB. With a custom `deletedField`, the official plugin (which
-    /// ignores that option) writes `_deleted`; where `_deleted` is a boolean it decides: our
-    /// writes keep both flags equal, so they differ only where an official-plugin client wrote
-    /// the message, carrying along a stale copy of ours. `Err`: `deletedField` is no boolean.
-    fn deleted_state(
-        &self,
-        fields: &HashMap<Cow<'_, str>, &RawValue>,
-    ) -> Result<(bool, Option<bool>), ()> {
-        let own = flag(fields, &self.deleted_field)?;
-        if self.deleted_field == OFFICIAL_DELETED_FIELD {
-            return Ok((own.unwrap_or(false), None));
-        }
-        // Not our field under a custom deletedField: a value that is no boolean is ignored.
-        match flag(fields, OFFICIAL_DELETED_FIELD).ok().flatten() {
-            Some(official) if official != own.unwrap_or(false) => Ok((official, Some(official))),
-            Some(official) => Ok((official, None)),
-            None => Ok((own.unwrap_or(false), None)),
-        }
-    }
+fn json_string(text: &str) -> String {
+    // Serializing a string cannot fail.
+    serde_json::to_string(text).unwrap_or_default()
 }
 
 /// What the glue's `pull.modifier` made of one pulled document.
@@ -402,21 +299,10 @@ impl BatchBuilder {
         self.slot_of.len()
     }
 
-    /// Takes one message; messages at or below the checkpoint are replays and are ignored.
+    /// Takes one message, unless it would make the batch hold more than `limit` documents:
+    /// then it refuses it (returns `false`), as it belongs to the next batch. Messages at or
+    /// below the checkpoint are replays and are ignored.
     pub fn push(
-        &mut self,
-        shape: &DocumentShape,
-        subject: &str,
-        sequence: u64,
-        op: Operation,
-        payload: Bytes,
-    ) {
-        self.push_within(shape, subject, sequence, op, payload, usize::MAX);
-    }
-
-    /// Like `push`, but refuses (returns `false`) a message that would make the batch hold more
-    /// than `limit` documents; that message belongs to the next batch.
-    pub fn push_within(
         &mut self,
         shape: &DocumentShape,
         subject: &str,
@@ -522,10 +408,16 @@ impl ReportedOnce {
 #[cfg(test)]
 pub(crate) fn test_shape() -> DocumentShape {
     DocumentShape {
-        subject_prefix: "app.docs".into(),
+        layout: Layout::Stream {
+            stream_name: "app".into(),
+            subject_prefix: "app.docs".into(),
+            deleted_field: "_deleted".into(),
+            official_flag: false,
+        },
         primary_path: "id".into(),
-        deleted_field: "_deleted".into(),
-        ..Default::default()
+        rules: FieldRules::default(),
+        max_bytes: None,
+        schema_after_modifier: false,
     }
 }
 
@@ -560,7 +452,7 @@ mod tests {
         let plain = body(r#"{"id":"a","_deleted":false}"#);
         let decoded = s.decode("app.docs.a", 1, Operation::Put, &plain).unwrap();
         assert_eq!((decoded.id.as_str(), &decoded.body), ("a", &plain));
-        let escaped = subject::subject_for("app.docs", "a.b");
+        let escaped = crate::subject::subject_for("app.docs", "a.b");
         assert_eq!(
             s.decode(&escaped, 1, Operation::Put, &body(r#"{"id":"a.b"}"#))
                 .unwrap()
@@ -608,6 +500,7 @@ mod tests {
             1,
             Operation::Put,
             body(r#"{"id":"a","v":0}"#),
+            usize::MAX,
         );
         b.push(
             &s,
@@ -615,15 +508,31 @@ mod tests {
             3,
             Operation::Put,
             body(r#"{"id":"a","v":1}"#),
+            usize::MAX,
         );
-        b.push(&s, "app.docs.b", 4, Operation::Put, body(r#"{"id":"b"}"#));
-        b.push(&s, "app.docs.c", 5, Operation::Put, body("oops"));
+        b.push(
+            &s,
+            "app.docs.b",
+            4,
+            Operation::Put,
+            body(r#"{"id":"b"}"#),
+            usize::MAX,
+        );
+        b.push(
+            &s,
+            "app.docs.c",
+            5,
+            Operation::Put,
+            body("oops"),
+            usize::MAX,
+        );
         b.push(
             &s,
             "app.docs.a",
             6,
             Operation::Put,
             body(r#"{"id":"a","v":2}"#),
+            usize::MAX,
         );
         assert_eq!(b.len(), 2);
         assert_eq!(b.checkpoint, 6);
@@ -636,7 +545,7 @@ mod tests {
     fn a_full_batch_refuses_a_new_document_but_takes_a_newer_revision() {
         let s = shape();
         let mut b = BatchBuilder::new(0);
-        assert!(b.push_within(
+        assert!(b.push(
             &s,
             "app.docs.a",
             1,
@@ -644,7 +553,7 @@ mod tests {
             body(r#"{"id":"a"}"#),
             1
         ));
-        assert!(!b.push_within(
+        assert!(!b.push(
             &s,
             "app.docs.b",
             2,
@@ -652,7 +561,7 @@ mod tests {
             body(r#"{"id":"b"}"#),
             1
         ));
-        assert!(b.push_within(
+        assert!(b.push(
             &s,
             "app.docs.a",
             3,
@@ -677,7 +586,12 @@ mod tests {
 
     fn deleted_under(field: &str, json: &str) -> (bool, String) {
         let s = DocumentShape {
-            deleted_field: field.into(),
+            layout: Layout::Stream {
+                stream_name: "app".into(),
+                subject_prefix: "app.docs".into(),
+                deleted_field: field.into(),
+                official_flag: true,
+            },
             ..shape()
         };
         let decoded = s
@@ -801,8 +715,11 @@ mod tests {
 
     fn kv_shape() -> DocumentShape {
         DocumentShape {
-            layout: Layout::Kv,
-            subject_prefix: "$KV.people".into(),
+            layout: Layout::Kv {
+                bucket: "people".into(),
+                history: 1,
+                create: true,
+            },
             ..test_shape()
         }
     }
@@ -861,6 +778,6 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::MalformedMessage);
         assert!(err.message.contains("KV-Operation"), "{}", err.message);
-        assert_eq!(s.filter(), "$KV.people.>");
+        assert_eq!(s.layout.filter(), "$KV.people.>");
     }
 }

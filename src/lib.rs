@@ -12,6 +12,7 @@ mod connection;
 mod direct;
 mod error;
 mod kv;
+mod layout;
 mod live;
 mod log;
 mod objects;
@@ -340,7 +341,14 @@ impl NativeReplication {
         guarded("readCurrent", call, internal).await
     }
 
-    /// Publishes `bodies[i]` (JSON) as document `ids[i]`, expecting its subject at
+    /// Whether a deleted document on the server holds only its id (the KV layout's delete
+    /// markers): the glue then compares RxDB's deleted states of it as that.
+    #[napi]
+    pub fn tombstones_hold_only_the_id(&self) -> bool {
+        self.core.tombstones_hold_only_the_id()
+    }
+
+    /// Publishes `bodies[i]` (the JSON document, as the server holds it) as document `ids[i]`, expecting its subject at
     /// `expected[i]` (0: must not exist); `conflictsFound` conflicts of this batch were decided
     /// before. Resolves `{"ok":[{"written":seq} | {"conflict":{"sequence":N,"document":{..}}} |
     /// {"rejected":{code,message}}]}`.

@@ -11,7 +11,7 @@
 use crate::batch::{BatchBuilder, DocumentShape, HandedBatch};
 use crate::connection::{Connection, ConnectionEvent};
 use crate::error::{ReplicationError, Result};
-use crate::kv::{self, Operation};
+use crate::layout::Operation;
 use crate::pull::{create_consumer, Start};
 use async_nats::jetstream::stream::Stream;
 use bytes::Bytes;
@@ -169,6 +169,7 @@ impl Gatherer {
             message.stream_sequence,
             message.op,
             message.payload,
+            usize::MAX,
         );
         if batch.len() >= batch_size {
             Gathered::Full
@@ -253,6 +254,7 @@ async fn feed_once<S: FeedSource>(
             .messages()
             .await
             .map_err(|e| ReplicationError::unavailable("starting the live consumer", &e))?;
+        let layout = &source.shape().layout;
         let delivered = |m: Option<std::result::Result<async_nats::jetstream::Message, _>>| {
             m.map(|m| {
                 let message = m.map_err(|_| ())?;
@@ -261,7 +263,7 @@ async fn feed_once<S: FeedSource>(
                     subject: message.subject.to_string(),
                     stream_sequence: info.stream_sequence,
                     consumer_sequence: info.consumer_sequence,
-                    op: kv::operation(message.headers.as_ref()),
+                    op: layout.operation(message.headers.as_ref()),
                     payload: message.payload.clone(),
                 })
             })

@@ -525,7 +525,7 @@ async fn superseded(
     let Some(sequence) = wanted.sequence else {
         return Ok(false);
     };
-    let subject = crate::subject::subject_for(&options.subject_prefix, &wanted.document_id);
+    let subject = crate::layout::Layout::of(options).subject_for(&wanted.document_id);
     match documents.get_last_raw_message_by_subject(&subject).await {
         Ok(message) => Ok(message.sequence > sequence),
         Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(false),

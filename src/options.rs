@@ -1,7 +1,9 @@
-//! The options of one replication, validated once, with defaults. Names follow
-//! `replicateNats()` and nats.js `ConnectionOptions`; unknown keys are rejected by name.
+//! The options of one replication: parsed and validated once (`from_json`), then plain data that
+//! nothing rewrites (`layout.rs` derives the layout from them). Each rule on the values of the
+//! native options lives here; js/options.cjs checks names and types and the RxDB options.
 
 use crate::error::{ErrorCode, ReplicationError, Result};
+use crate::kv::MAX_HISTORY;
 use crate::subject;
 use serde::{Deserialize, Deserializer};
 use std::fmt;
@@ -11,10 +13,11 @@ use std::time::Duration;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReplicationOptions {
-    /// JetStream stream that stores the documents (with `kv`: the bucket's, set by `kv.rs`).
+    /// JetStream stream that stores the documents (empty with `kv`: `layout.rs` names the
+    /// bucket's).
     #[serde(default)]
     pub stream_name: String,
-    /// Documents live on `<subject_prefix>.<id>` (with `kv`: `$KV.<bucket>`, set by `kv.rs`).
+    /// Documents live on `<subject_prefix>.<id>` (empty with `kv`).
     #[serde(default)]
     pub subject_prefix: String,
     /// The collection's primary key field.
@@ -46,9 +49,13 @@ pub struct ReplicationOptions {
     /// Where attachment data goes (see `attachments.rs`).
     #[serde(default)]
     pub attachments: AttachmentOptions,
-    /// The KV layout: the documents are the entries of this KV bucket (see `kv.rs`).
+    /// The KV layout: the documents are the entries of this KV bucket (see `layout.rs`).
     #[serde(default)]
     pub kv: Option<KvOptions>,
+    /// With a custom `deletedField`, also write `_deleted`, the flag the official plugin reads
+    /// and writes (true when not given).
+    #[serde(default)]
+    pub official_deleted_flag: Option<bool>,
 }
 
 /// Option `kv`: replicate with a NATS KV bucket instead of `streamName` + `subjectPrefix`.
@@ -78,8 +85,11 @@ pub struct AttachmentOptions {
 /// default `max_payload` (1 MiB) with room for the document.
 pub const DEFAULT_INLINE_MAX_BYTES: usize = 256 * 1024;
 
+/// The deleted flag RxDB uses, and the one the official plugin writes whatever `deletedField` says.
+pub const OFFICIAL_DELETED_FIELD: &str = "_deleted";
+
 fn default_deleted_field() -> String {
-    "_deleted".to_string()
+    OFFICIAL_DELETED_FIELD.to_string()
 }
 
 /// nats.js `ConnectionOptions` names for what a server needs. Times are milliseconds.
@@ -299,27 +309,15 @@ impl ReplicationOptions {
 
     /// Parses and checks the options JSON the JS glue sends.
     pub fn from_json(json: &str) -> Result<Self> {
-        let mut options: ReplicationOptions = parse_options(json)?;
-        // KV layout: checks its options and points streamName/subjectPrefix at the bucket.
-        crate::kv::apply_options(&mut options)?;
+        let options: ReplicationOptions = parse_options(json)?;
         options.check()?;
         Ok(options)
     }
 
     fn check(&self) -> Result<()> {
-        if self.stream_name.is_empty() || self.subject_prefix.is_empty() {
-            return invalid(
-                "options streamName and subjectPrefix are required (or kv, for a KV bucket)"
-                    .to_string(),
-            );
-        }
-        check_stream_name(&self.stream_name)?;
-        if !subject::is_valid_prefix(&self.subject_prefix) {
-            return invalid(format!(
-                "option subjectPrefix {:?} is not a valid NATS subject prefix: use one or more \
-                 non-empty tokens separated by '.', without '*', '>' or spaces",
-                self.subject_prefix
-            ));
+        match &self.kv {
+            Some(kv) => self.check_kv(kv)?,
+            None => self.check_stream()?,
         }
         if self.deleted_field.is_empty() {
             return invalid("option deletedField must not be empty".to_string());
@@ -365,6 +363,84 @@ impl ReplicationOptions {
             self.stream_config.max_msgs_per_subject,
             "streamConfig.maxMsgsPerSubject",
         )
+    }
+}
+
+impl ReplicationOptions {
+    fn check_stream(&self) -> Result<()> {
+        if self.stream_name.is_empty() || self.subject_prefix.is_empty() {
+            return invalid(
+                "options streamName and subjectPrefix are required (or kv, for a KV bucket)"
+                    .to_string(),
+            );
+        }
+        check_stream_name(&self.stream_name)?;
+        if !subject::is_valid_prefix(&self.subject_prefix) {
+            return invalid(format!(
+                "option subjectPrefix {:?} is not a valid NATS subject prefix: use one or more \
+                 non-empty tokens separated by '.', without '*', '>' or spaces",
+                self.subject_prefix
+            ));
+        }
+        Ok(())
+    }
+
+    /// The KV layout's rules: a bucket replaces the stream options, and some options do not
+    /// apply to it.
+    fn check_kv(&self, kv: &KvOptions) -> Result<()> {
+        if !self.stream_name.is_empty() || !self.subject_prefix.is_empty() {
+            return invalid(
+                "option kv replaces streamName and subjectPrefix: give either kv (a KV bucket) or \
+                 streamName and subjectPrefix (a stream), not both"
+                    .to_string(),
+            );
+        }
+        let valid = !kv.bucket.is_empty()
+            && kv
+                .bucket
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid {
+            return invalid(format!(
+                "option kv.bucket {:?} is not a valid KV bucket name: use letters, digits, '-' \
+                 and '_'",
+                kv.bucket
+            ));
+        }
+        if let Some(history) = kv.history {
+            if !(1..=MAX_HISTORY).contains(&history) {
+                return invalid(format!(
+                    "option kv.history must be an integer from 1 to {MAX_HISTORY} (revisions \
+                     kept per key, as in NATS KV), got {history}"
+                ));
+            }
+        }
+        if self.deleted_field != OFFICIAL_DELETED_FIELD {
+            return invalid(format!(
+                "option deletedField ({:?}) does not apply with kv: a deleted document is a KV \
+                 delete marker, not a field of the value; remove the option",
+                self.deleted_field
+            ));
+        }
+        let settings = &self.stream_config;
+        if settings.allow_direct.is_some() || settings.max_msgs_per_subject.is_some() {
+            return invalid(
+                "options streamConfig.allowDirect and streamConfig.maxMsgsPerSubject do not \
+                 apply with kv: a KV bucket always allows direct gets, and kv.history is its \
+                 revisions per key (streamConfig.replicas and storage do apply)"
+                    .to_string(),
+            );
+        }
+        if self.has_attachments() || self.attachments != Default::default() {
+            return invalid(format!(
+                "the collection has attachments, which the KV layout does not carry: a value in \
+                 bucket {:?} is the plain document that other services read. Replicate this \
+                 collection with streamName and subjectPrefix (attachments go to an Object \
+                 Store there), or remove attachments from its schema",
+                kv.bucket
+            ));
+        }
+        Ok(())
     }
 }
 

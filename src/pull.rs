@@ -2,7 +2,7 @@
 
 use crate::batch::{BatchBuilder, DocumentShape};
 use crate::error::{ReplicationError, Result};
-use crate::kv::{self, Operation};
+use crate::layout::Operation;
 use async_nats::jetstream::consumer::{self, pull::Config, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::stream::Stream;
 use bytes::Bytes;
@@ -150,7 +150,7 @@ impl PullCursor {
             cursor.close(Some(stream)).await;
             // Without a checkpoint, only each document's newest revision matters: the checkpoint
             // stays right, as every document whose newest message is at or before it was taken.
-            let filter = shape.filter();
+            let filter = shape.layout.filter();
             let start = if checkpoint == 0 {
                 Start::NewestOf(&filter)
             } else {
@@ -167,7 +167,7 @@ impl PullCursor {
         'batch: loop {
             while let Some(m) = cursor.buffer.front() {
                 let payload = m.payload.clone();
-                if !batch.push_within(shape, &m.subject, m.sequence, m.op, payload, batch_size) {
+                if !batch.push(shape, &m.subject, m.sequence, m.op, payload, batch_size) {
                     break 'batch;
                 }
                 cursor.buffer.pop_front();
@@ -187,7 +187,7 @@ impl PullCursor {
                     got.push(Buffered {
                         subject: message.subject.to_string(),
                         sequence,
-                        op: kv::operation(message.headers.as_ref()),
+                        op: shape.layout.operation(message.headers.as_ref()),
                         payload: message.payload.clone(),
                     });
                 }

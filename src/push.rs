@@ -1,11 +1,11 @@
 //! Push: read the server state of a batch of documents, then write with optimistic concurrency
 //! (`expected last subject sequence`), pipelined, awaiting the acknowledgements together.
 
-use crate::batch::{DocumentShape, Layout};
+use crate::batch::DocumentShape;
 use crate::connection::Connection;
 use crate::direct::{self, BatchRead};
 use crate::error::{ErrorCode, ReplicationError, Result};
-use crate::kv::{self, Operation};
+use crate::layout::Operation;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
 use async_nats::jetstream::ErrorCode as JsCode;
@@ -25,7 +25,7 @@ pub struct CurrentState {
     pub sequence: u64,
     /// The body, or `None` when the message there is not a valid document (it may be replaced).
     pub body: Option<Bytes>,
-    /// KV layout: the key's last entry is a delete or purge marker (a create may replace it).
+    /// The last message is a delete or purge marker (KV layout): a create may replace it.
     pub marker: bool,
 }
 
@@ -61,7 +61,7 @@ pub async fn read_current(
                                 shape,
                                 subject,
                                 sequence,
-                                kv::operation(headers.as_ref()),
+                                shape.layout.operation(headers.as_ref()),
                                 &payload,
                             )
                         }));
@@ -113,7 +113,7 @@ async fn read_one(
             shape,
             &subject,
             message.sequence,
-            kv::operation(Some(&message.headers)),
+            shape.layout.operation(Some(&message.headers)),
             &message.payload,
         ))),
         Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => Ok(None),
@@ -138,7 +138,7 @@ fn state_of(
             .decode(subject, sequence, op, payload)
             .ok()
             .map(|d| d.body),
-        marker: shape.layout == Layout::Kv && op.is_marker(),
+        marker: op.is_marker(),
     }
 }
 
@@ -146,7 +146,7 @@ fn state_of(
 #[derive(Debug, Clone)]
 pub struct Write {
     pub id: String,
-    /// The JSON document; in the KV layout, empty for a delete (written as a delete marker).
+    /// The message body, as `Layout::payload_of` makes it from the JSON document.
     pub body: Bytes,
     pub expected_sequence: u64,
 }
@@ -180,9 +180,8 @@ pub async fn publish_all(
         let mut message = async_nats::jetstream::message::PublishMessage::build()
             .payload(write.body.clone())
             .expected_last_subject_sequence(write.expected_sequence);
-        if shape.layout == Layout::Kv && write.body.is_empty() {
-            // What `kv.delete(key)` writes, so every KV client sees the key deleted.
-            message = message.header(kv::KV_OPERATION, "DEL");
+        if let Some(headers) = shape.layout.write_headers(&write.body) {
+            message = message.headers(headers);
         }
         match conn.jetstream.send_publish(subject, message).await {
             Ok(ack) => pending.push(Ok(ack)),

@@ -2,10 +2,10 @@
 //! a failure), its pull cursor and its live feed. This is the API the N-API layer forwards to.
 
 use crate::attachments::{self, DocumentToEncode};
-use crate::batch::{BatchBuilder, DocumentShape, HandedBatch, Layout, Modified, ReportedOnce};
+use crate::batch::{BatchBuilder, DocumentShape, HandedBatch, Modified, ReportedOnce};
 use crate::connection::{self, Connection};
 use crate::error::{ErrorCode, ReplicationError, Result};
-use crate::kv;
+use crate::layout::Layout;
 use crate::live::{self, FeedSource, LiveEvent, LiveFeed};
 use crate::objects::{CleanupReport, Encoded, Fetched, Objects, WantedObject};
 use crate::options::ReplicationOptions;
@@ -74,14 +74,8 @@ pub struct Replication {
 impl Replication {
     pub fn new(options: ReplicationOptions, retry_time: Duration) -> Self {
         let shape = DocumentShape {
-            layout: if options.kv.is_some() {
-                Layout::Kv
-            } else {
-                Layout::Stream
-            },
-            subject_prefix: options.subject_prefix.clone(),
+            layout: Layout::of(&options),
             primary_path: options.primary_path.clone(),
-            deleted_field: options.deleted_field.clone(),
             rules: options
                 .collection_schema
                 .as_ref()
@@ -153,10 +147,14 @@ impl Replication {
         }
         let current = link.as_mut().expect("link was just set");
         if current.stream.is_none() {
-            current.stream = Some(match &self.options.kv {
-                Some(bucket) => kv::ensure_bucket(&current.conn, &self.options, bucket).await?,
-                None => stream::ensure_stream(&current.conn, &self.options).await?,
-            });
+            current.stream = Some(
+                stream::ensure(
+                    &current.conn,
+                    &self.shape.layout,
+                    &self.options.stream_config,
+                )
+                .await?,
+            );
         }
         Ok((
             current.conn.clone(),
@@ -290,6 +288,32 @@ impl Replication {
     /// (as KV's own `create` may reuse a deleted key). A conflict whose server state cannot be
     /// read fails the call: RxDB retries the batch.
     pub async fn publish(&self, writes: Vec<Write>, conflicts_found: usize) -> Result<Vec<Pushed>> {
+        self.publish_messages(
+            writes.into_iter().map(|w| self.message_of(w)).collect(),
+            conflicts_found,
+        )
+        .await
+    }
+
+    /// A write of a JSON document (the server's format) as the layout stores it.
+    fn message_of(&self, write: Write) -> Write {
+        Write {
+            body: self.shape.layout.payload_of(&write.body),
+            ..write
+        }
+    }
+
+    /// Whether a deleted document on the server holds only its id: the JS glue compares RxDB's
+    /// states of it as that.
+    pub fn tombstones_hold_only_the_id(&self) -> bool {
+        self.shape.layout.tombstones_hold_only_the_id()
+    }
+
+    async fn publish_messages(
+        &self,
+        writes: Vec<Write>,
+        conflicts_found: usize,
+    ) -> Result<Vec<Pushed>> {
         let mut outcomes = self.publish_once(&writes).await?;
         let again: Vec<usize> = (0..writes.len())
             .filter(|&i| match &outcomes[i] {

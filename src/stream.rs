@@ -2,26 +2,32 @@
 
 use crate::connection::Connection;
 use crate::error::{error_chain, ErrorCode, ReplicationError, Result};
-use crate::options::ReplicationOptions;
+use crate::layout::Layout;
+use crate::options::StreamSettings;
 use crate::subject;
 use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind, RequestErrorKind};
-use async_nats::jetstream::stream::{Config, StorageType, Stream};
+use async_nats::jetstream::stream::Stream;
 use async_nats::jetstream::ErrorCode as JsCode;
 use futures::TryStreamExt;
 
-/// Returns the stream named `streamName`, creating it with subjects `[subjectPrefix.*]` when it
-/// does not exist. The config matches what `rxdb/plugins/replication-nats` creates, so both
-/// plugins can open the same stream.
-pub async fn ensure_stream(conn: &Connection, options: &ReplicationOptions) -> Result<Stream> {
-    let name = &options.stream_name;
-    let filter = format!("{}.*", options.subject_prefix);
+/// Returns the stream of `layout`, creating it when it is missing and the layout may
+/// (`Layout::stream_config`: the official plugin's stream, or a bucket as the NATS clients
+/// create it, so every client opens it without a config mismatch).
+pub async fn ensure(
+    conn: &Connection,
+    layout: &Layout,
+    settings: &StreamSettings,
+) -> Result<Stream> {
+    let name = &layout.stream_name();
+    let filter = layout.filter();
+    let what = layout.what();
     let refused = |text: String| {
         denied(format!(
-            "the server refused to look up stream {name:?} ({text}): grant this user publish \
-             permission on $JS.API.STREAM.INFO.{name} (see the README's permissions example)"
+            "the server refused to look up {what} ({text}): grant this user publish permission \
+             on $JS.API.STREAM.INFO.{name} (see the README's permissions example)"
         ))
     };
-    match look_up(conn, name, &filter, &format!("stream {name:?}"), refused).await? {
+    match look_up(conn, name, &filter, &what, refused).await? {
         LookedUp::Storing(stream) => {
             tracing::debug!(stream = %name, "using the existing stream");
             Ok(*stream)
@@ -30,16 +36,17 @@ pub async fn ensure_stream(conn: &Connection, options: &ReplicationOptions) -> R
             ErrorCode::StreamMismatch,
             format!(
                 "stream {name:?} exists with subjects {subjects:?}, which do not include \
-                 {filter:?}: use another streamName, add {filter:?} to that stream's subjects, \
-                 or change subjectPrefix"
+                 {filter:?}, so it cannot hold {what}: {}",
+                layout.remedy_for_other_subjects()
             ),
         )),
-        LookedUp::Missing => create_stream(conn, options, &filter).await,
+        LookedUp::Missing if !layout.may_create() => Err(layout.missing(&conn.servers)),
+        LookedUp::Missing => create(conn, layout, settings).await,
     }
 }
 
 /// What the server has under a stream name, for a replication whose documents are on `filter`.
-pub(crate) enum LookedUp {
+enum LookedUp {
     /// The stream, and it stores `filter`.
     Storing(Box<Stream>),
     /// A stream of that name that does not store `filter`, with its subjects.
@@ -49,8 +56,8 @@ pub(crate) enum LookedUp {
 }
 
 /// Looks up stream `name` (`what` names it in errors; `refused` words the error when this user
-/// may not look it up). Shared by the stream and the KV layout.
-pub(crate) async fn look_up(
+/// may not look it up).
+async fn look_up(
     conn: &Connection,
     name: &str,
     filter: &str,
@@ -83,79 +90,52 @@ fn stores(stream: &Stream, filter: &str) -> bool {
 
 /// After a failed create: the stream if another client created it meanwhile and it stores
 /// `filter`.
-pub(crate) async fn created_meanwhile(
-    conn: &Connection,
-    name: &str,
-    filter: &str,
-) -> Option<Stream> {
+async fn created_meanwhile(conn: &Connection, name: &str, filter: &str) -> Option<Stream> {
     let stream = conn.jetstream.get_stream(name).await.ok()?;
     stores(&stream, filter).then_some(stream)
 }
 
-async fn create_stream(
-    conn: &Connection,
-    options: &ReplicationOptions,
-    filter: &str,
-) -> Result<Stream> {
-    let name = &options.stream_name;
-    let settings = &options.stream_config;
-    let config = Config {
-        name: name.clone(),
-        subjects: vec![filter.to_string()],
-        num_replicas: settings.replicas.unwrap_or(1),
-        allow_direct: settings.allow_direct.unwrap_or(false),
-        storage: match settings.storage.as_deref() {
-            Some("memory") => StorageType::Memory,
-            _ => StorageType::File,
-        },
-        // Discard old (the default): a document's oldest revisions go, its newest always stays.
-        max_messages_per_subject: settings.max_msgs_per_subject.map_or(-1, |n| n as i64),
-        ..Default::default()
-    };
-    let create = conn.jetstream.create_stream(config);
+async fn create(conn: &Connection, layout: &Layout, settings: &StreamSettings) -> Result<Stream> {
+    let config = layout.stream_config(settings);
+    let (name, filter, what) = (config.name.clone(), layout.filter(), layout.what());
+    let replicas = config.num_replicas;
     let api = format!("$JS.API.STREAM.CREATE.{name}");
+    let create = conn.jetstream.create_stream(config);
     let created = conn.unless_denied(&api, create).await.map_err(|text| {
         denied(format!(
-            "stream {name:?} does not exist and this user may not create it ({text}): create it \
-             beforehand with a user that may (subjects [{filter:?}], as the README says), or \
-             grant publish permission on {api}"
+            "{what} does not exist and this user may not create it ({text}): create it \
+             beforehand with a user that may ({}), or grant publish permission on {api}",
+            layout.how_to_create()
         ))
     })?;
-    match created {
+    let e = match created {
         Ok(stream) => {
-            tracing::info!(stream = %name, subjects = %filter, replicas = stream.cached_info().config.num_replicas, "created the stream");
-            Ok(stream)
+            tracing::info!(stream = %name, subjects = %filter, replicas, "created the stream");
+            return Ok(stream);
         }
-        Err(e) => {
-            // Another client may have created it meanwhile: take it if it fits.
-            if let Some(stream) = created_meanwhile(conn, name, filter).await {
-                return Ok(stream);
-            }
-            let overlap = matches!(e.kind(), CreateStreamErrorKind::JetStream(js) if js.error_code() == JsCode::STREAM_SUBJECT_OVERLAP);
-            if overlap {
-                let text = error_chain(&e);
-                return Err(ReplicationError::new(
-                    ErrorCode::StreamMismatch,
-                    format!(
-                        "cannot create stream {name:?} for {filter:?}: another stream already \
-                         stores subjects that overlap ({text}). Use that stream's name as \
-                         streamName, or choose another subjectPrefix"
-                    ),
-                ));
-            }
-            let replicas = settings.replicas.unwrap_or(1);
-            if let CreateStreamErrorKind::JetStream(js) = e.kind() {
-                if let Some(err) = replicas_error(js.error_code(), replicas, name, &conn.servers) {
-                    return Err(err);
-                }
-            }
-            Err(jetstream_error(
-                conn,
-                &format!("creating stream {name:?}"),
-                &e,
-            ))
+        Err(e) => e,
+    };
+    // Another client may have created it meanwhile: take it if it fits.
+    if let Some(stream) = created_meanwhile(conn, &name, &filter).await {
+        return Ok(stream);
+    }
+    if let CreateStreamErrorKind::JetStream(js) = e.kind() {
+        if js.error_code() == JsCode::STREAM_SUBJECT_OVERLAP {
+            return Err(ReplicationError::new(
+                ErrorCode::StreamMismatch,
+                format!(
+                    "cannot create {what} for {filter:?}: another stream already stores \
+                     subjects that overlap ({}). {}",
+                    error_chain(&e),
+                    layout.remedy_for_overlap()
+                ),
+            ));
+        }
+        if let Some(err) = replicas_error(js.error_code(), replicas, &name, &conn.servers) {
+            return Err(err);
         }
     }
+    Err(jetstream_error(conn, &format!("creating {what}"), &e))
 }
 
 /// A stream that cannot be created with `streamConfig.replicas` copies: on a server that is not

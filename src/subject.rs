@@ -27,21 +27,30 @@ pub fn encode_token(id: &str) -> String {
     if is_plain_token(id) {
         id.to_string()
     } else {
-        let mut token = String::with_capacity(1 + id.len() * 4 / 3 + 2);
-        token.push(ESCAPE_MARKER);
-        URL_SAFE_NO_PAD.encode_string(id.as_bytes(), &mut token);
-        token
+        escaped(ESCAPE_MARKER, id)
     }
+}
+
+/// `marker` followed by the unpadded base64url of `id`'s UTF-8 bytes: only characters that
+/// subject tokens and KV keys allow. The escape of subject tokens and of KV keys.
+pub fn escaped(marker: char, id: &str) -> String {
+    let mut out = String::with_capacity(1 + id.len().div_ceil(3) * 4);
+    out.push(marker);
+    URL_SAFE_NO_PAD.encode_string(id.as_bytes(), &mut out);
+    out
+}
+
+/// The id `escaped(marker, id)` wrote into `text`, if it is such an escape.
+pub fn unescaped(marker: char, text: &str) -> Option<String> {
+    text.strip_prefix(marker)
+        .and_then(|b64| URL_SAFE_NO_PAD.decode(b64).ok())
+        .and_then(|bytes| String::from_utf8(bytes).ok())
 }
 
 /// The ids a token may stand for, most likely first: the decoded id for an escaped token, and
 /// the token itself (another writer may have used a literal `~...` id).
 pub fn candidate_ids(token: &str) -> (Option<String>, &str) {
-    let decoded = token
-        .strip_prefix(ESCAPE_MARKER)
-        .and_then(|b64| URL_SAFE_NO_PAD.decode(b64).ok())
-        .and_then(|bytes| String::from_utf8(bytes).ok());
-    (decoded, token)
+    (unescaped(ESCAPE_MARKER, token), token)
 }
 
 /// The full subject of document `id` under `prefix`.
