@@ -264,7 +264,7 @@ impl DocumentShape {
 
 /// A batch as RxDB gets it, from a pull or the live feed.
 #[derive(Debug)]
-pub(crate) struct HandedBatch {
+pub struct HandedBatch {
     /// JSON array of the documents, newest revision of each.
     pub documents_json: String,
     /// The stream sequence of each document.
@@ -297,6 +297,11 @@ impl BatchBuilder {
     /// Number of distinct documents so far.
     pub fn len(&self) -> usize {
         self.slot_of.len()
+    }
+
+    /// Whether it holds no document yet.
+    pub fn is_empty(&self) -> bool {
+        self.slot_of.is_empty()
     }
 
     /// Takes one message, unless it would make the batch hold more than `limit` documents:

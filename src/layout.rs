@@ -209,8 +209,9 @@ impl Layout {
         let Layout::Stream { deleted_field, .. } = self else {
             return Ok((false, None));
         };
-        let own = flag(fields, deleted_field)
-            .map_err(|()| format!("the deleted field {deleted_field:?} is not a boolean"))?;
+        let own = flag(fields, deleted_field).map_err(|NotABoolean| {
+            format!("the deleted field {deleted_field:?} is not a boolean")
+        })?;
         if deleted_field == OFFICIAL_DELETED_FIELD {
             return Ok((own.unwrap_or(false), None));
         }
@@ -392,13 +393,20 @@ impl Layout {
     }
 }
 
-/// Reads a boolean flag of a document; `Err` names a value that is not a boolean.
-pub fn flag(fields: &HashMap<Cow<'_, str>, &RawValue>, name: &str) -> Result<Option<bool>, ()> {
+/// A flag of a document holds something other than a boolean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotABoolean;
+
+/// Reads a boolean flag of a document (`None`: it has none).
+pub fn flag(
+    fields: &HashMap<Cow<'_, str>, &RawValue>,
+    name: &str,
+) -> Result<Option<bool>, NotABoolean> {
     match fields.get(name).map(|raw| raw.get()) {
         None => Ok(None),
         Some("true") => Ok(Some(true)),
         Some("false") => Ok(Some(false)),
-        Some(_) => Err(()),
+        Some(_) => Err(NotABoolean),
     }
 }
 

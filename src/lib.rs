@@ -6,24 +6,24 @@
 //! the JS glue turns the latter into an `Error` with a stable `code` (napi-rs async functions
 //! cannot reject with a custom code).
 
-mod attachments;
-mod batch;
-mod connection;
-mod direct;
-mod error;
-mod kv;
-mod layout;
-mod live;
-mod log;
-mod objects;
-mod options;
-mod pull;
-mod push;
-mod replication;
-mod schema;
-mod stats;
-mod stream;
-mod subject;
+pub mod attachments;
+pub mod batch;
+pub mod connection;
+pub mod direct;
+pub mod error;
+pub mod kv;
+pub mod layout;
+pub mod live;
+pub mod log;
+pub mod objects;
+pub mod options;
+pub mod pull;
+pub mod push;
+pub mod replication;
+pub mod schema;
+pub mod stats;
+pub mod stream;
+pub mod subject;
 #[cfg(test)]
 mod test_server;
 

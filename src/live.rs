@@ -45,7 +45,7 @@ pub(crate) trait FeedSource: Send + Sync + 'static {
 
 /// What the live feed tells RxDB.
 #[derive(Debug)]
-pub(crate) enum LiveEvent {
+pub enum LiveEvent {
     Batch(HandedBatch),
     Error(ReplicationError),
 }

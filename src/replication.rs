@@ -25,7 +25,7 @@ const REPORTED_CAPACITY: usize = 10_000;
 
 /// What became of one pushed document.
 #[derive(Debug)]
-pub(crate) enum Pushed {
+pub enum Pushed {
     /// Stored at this stream sequence.
     Written(u64),
     /// Another state is on the server (a valid document): RxDB resolves against it.

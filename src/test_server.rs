@@ -1,5 +1,7 @@
-//! Test support: starts a real nats-server for the core's tests against a server.
+//! Test support: starts a real nats-server for the core's tests against a server (the unit
+//! tests include it as a module, the integration tests in tests/ by path).
 #![cfg(test)]
+#![allow(dead_code)]
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -31,14 +33,45 @@ fn nats_server_bin() -> String {
 pub struct Server {
     child: Child,
     pub url: String,
-    _store: std::path::PathBuf,
+    port: u16,
+    store: std::path::PathBuf,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self._store);
+        let _ = std::fs::remove_dir_all(&self.store);
+    }
+}
+
+fn spawn(port: u16, store: &std::path::Path) -> Child {
+    let child = Command::new(nats_server_bin())
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server starts");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nats-server did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+impl Server {
+    /// Kills the server (SIGKILL): clients see the connection drop.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port with the same store.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = spawn(self.port, &self.store);
     }
 }
 
@@ -49,21 +82,10 @@ pub fn start_server() -> Server {
         .unwrap()
         .port();
     let store = std::env::temp_dir().join(format!("rxdb-nats-rust-{}-{port}", std::process::id()));
-    let child = Command::new(nats_server_bin())
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(&store)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server starts");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nats-server did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
     Server {
-        child,
+        child: spawn(port, &store),
         url: format!("nats://127.0.0.1:{port}"),
-        _store: store,
+        port,
+        store,
     }
 }
