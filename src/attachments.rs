@@ -17,9 +17,9 @@
 //! ```
 //!
 //! This module is pure (no I/O): it decides the placement, builds the message and reads
-//! references back; `objects.rs` moves the data.
+//! references back; `objects/` moves the data.
 
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -60,6 +60,20 @@ impl ObjectRef {
     /// Whether `data` is the content this reference names.
     pub fn matches(&self, data: &[u8]) -> bool {
         data.len() as u64 == self.size && sha256_hex(data) == self.sha256
+    }
+
+    /// The digest the Object Store keeps for this content (`SHA-256=<base64url>`), so a stored
+    /// object can be compared without reading it; `None` if `sha256` is not hex.
+    pub fn object_store_digest(&self) -> Option<String> {
+        let bytes: Option<Vec<u8>> = (0..self.sha256.len())
+            .step_by(2)
+            .map(|i| {
+                self.sha256
+                    .get(i..i + 2)
+                    .and_then(|b| u8::from_str_radix(b, 16).ok())
+            })
+            .collect();
+        bytes.map(|d| format!("SHA-256={}", URL_SAFE.encode(d)))
     }
 }
 
@@ -325,6 +339,21 @@ mod tests {
                 None => Content::Stored(150),
             },
         }
+    }
+
+    #[test]
+    fn the_object_store_digest_is_the_sha256_in_base64url() {
+        // SHA-256 of "abc", as the Object Store writes it into an object's meta.
+        let r = ObjectRef::for_content("b", b"abc");
+        assert_eq!(
+            r.object_store_digest().as_deref(),
+            Some("SHA-256=ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0=")
+        );
+        let broken = ObjectRef {
+            sha256: "zz".into(),
+            ..r
+        };
+        assert_eq!(broken.object_store_digest(), None);
     }
 
     #[test]
