@@ -217,6 +217,12 @@ export interface RxNatsReplicationStats {
   attachmentBytesPushed: number;
   /** Times the NATS connection came back after a disconnect. */
   reconnects: number;
+  /**
+   * Times a pull found messages after its checkpoint removed unread (tombstones expired,
+   * compacted or purged; stream limits) and the replication reconciled: local documents the
+   * stream no longer holds were deleted through RxDB.
+   */
+  resyncs: number;
   /** The highest stream sequence read for RxDB (by a pull, up to 1,000 documents ahead of its batches). */
   checkpoint: number;
   /** The stream's last sequence now; `null` when the server could not be asked within 2 s. */
@@ -270,6 +276,11 @@ export type RxNatsErrorCode =
   | 'NATS_ATTACHMENT_CORRUPT'
   /** The KV bucket of option `kv` does not exist and `kv.create` is false. */
   | 'NATS_BUCKET_NOT_FOUND'
+  /**
+   * The stream's own limits (`max_age`, `max_msgs`, `max_bytes`) removed messages this
+   * replication had not read; it reconciled instead of skipping them (reported once).
+   */
+  | 'NATS_HISTORY_REMOVED'
   /**
    * The running RxDB lacks an internal the race guards rely on (named in the message, with the
    * RxDB version): replication goes on without them.

@@ -31,6 +31,11 @@ export declare class NativeReplication {
    */
   readCurrent(ids: Array<string>): Promise<string>
   /**
+   * Of `ids`, those the stream holds no message of, and the stream's last sequence before
+   * it looked: `{"ok":{"missing":[ids],"sequence":N}}`. Counted in `stats().resyncs`.
+   */
+  missingOnStream(ids: Array<string>): Promise<string>
+  /**
    * Whether a deleted document on the server holds only its id (the KV layout's delete
    * markers): the glue then compares RxDB's deleted states of it as that.
    */

@@ -179,8 +179,13 @@ const PULL_AHEAD_MAX = 10000;
  * batch comes as soon as with one small read, and a long pull makes RxDB wait less often (at
  * 100,000 documents its writes then merge more: 4.9 instead of 5.3-6.0 s here).
  */
-function pullHandlerOf({ nat, attachments, modifyPulled, guards, report }) {
+function pullHandlerOf({ nat, attachments, modifyPulled, guards, report, reconcile }) {
   let ahead = null;
+  // Set when a pull saw messages after its checkpoint removed unread; cleared once the
+  // documents the stream no longer has are handed out as deleted (kept across checkpoints, as
+  // RxDB may ask from another one before the run is caught up).
+  let removedSeen = false;
+  let gone = [];
   return async function handler(lastCheckpoint, batchSize) {
     const from = lastCheckpoint ? lastCheckpoint.sequence : 0;
     if (!ahead || ahead.after !== from) ahead = { after: from, documents: [], sequences: [], checkpoint: from, exhausted: false, reads: 0 };
@@ -188,6 +193,7 @@ function pullHandlerOf({ nat, attachments, modifyPulled, guards, report }) {
       const want = Math.max(batchSize, Math.min(PULL_AHEAD * 2 ** ahead.reads++, PULL_AHEAD_MAX));
       const result = unwrap(await nat.pull(ahead.checkpoint, want));
       result.skipped.forEach(report);
+      removedSeen = removedSeen || !!result.removed;
       const decoded = await attachments.decodeIncoming(result.documents, result.sequences, report);
       const pulled = await modifyPulled(decoded.documents, decoded.sequences);
       pulled.skipped.forEach(report);
@@ -196,14 +202,41 @@ function pullHandlerOf({ nat, attachments, modifyPulled, guards, report }) {
       ahead.checkpoint = result.checkpoint;
       ahead.exhausted = result.documents.length < want;
     }
+    if (ahead.exhausted && removedSeen) {
+      removedSeen = false;
+      gone = gone.concat(await reconcile());
+    }
     const documents = ahead.documents.splice(0, batchSize);
     const sequences = ahead.sequences.splice(0, batchSize);
-    guards.rememberBatch(documents, sequences);
     const checkpoint = ahead.documents.length > 0 ? sequences[sequences.length - 1] : ahead.checkpoint;
+    if (ahead.documents.length === 0 && documents.length < batchSize && gone.length > 0) {
+      // After every document read, so the checkpoint stays where the read ended.
+      const more = gone.splice(0, batchSize - documents.length);
+      documents.push(...more.map((g) => g.document));
+      sequences.push(...more.map((g) => g.sequence));
+    }
+    guards.rememberBatch(documents, sequences);
     ahead.after = checkpoint;
     // Handed out to the end of what was read: the next call reads the stream again.
     if (ahead.documents.length === 0) ahead.exhausted = false;
     return { documents, checkpoint: { sequence: checkpoint } };
+  };
+}
+
+/**
+ * After removed messages: the local documents the stream holds no message of any more, as
+ * deleted documents for the pull to hand out (see "Deletions that expire" in the README). The
+ * local ids are read before the stream is asked, so a document pushed meanwhile is either on
+ * the stream or pushed after the stream's last sequence, which the race guards then know as
+ * newer than the deleted state handed out; RxDB's downstream leaves alone a document with a
+ * local write it has not pushed yet (its push then goes to the conflict handler).
+ */
+function reconcilerOf({ nat, collection, primaryPath, formats }) {
+  return async function reconcile() {
+    const local = await collection.find().exec();
+    const ids = local.map((doc) => doc.primary);
+    const { missing, sequence } = unwrap(await nat.missingOnStream(ids));
+    return missing.map((id) => ({ document: formats.toServerFormat({ [primaryPath]: id, _deleted: true }), sequence: sequence + 1 }));
   };
 }
 
@@ -244,6 +277,14 @@ function pushHandlerOf({ nat, collection, bodyOf, guards, checkPushedRows, attac
         // Answered as a conflict: RxDB's resolution of it changes nothing, as the local
         // document moved on; not counted, and the row is not recorded as the server's state.
         conflicts.push(server && server.document ? server.document : row.assumedMasterState);
+        return;
+      }
+      if (row.assumedMasterState && !server && !row.assumedMasterState._deleted) {
+        // The server has no message of a document this client knew live: it was deleted and its
+        // tombstone expired or was compacted away. Decided as the deletion it was, so the
+        // document does not come back (an update of it goes to the conflict handler).
+        conflicts.push(formats.toServerFormat({ [primaryPath]: ids[i], _deleted: true }));
+        decided++;
         return;
       }
       if (row.assumedMasterState && server && server.document) {
@@ -427,7 +468,7 @@ function createReplicateNats({ rxdb, replication, leaderElection, rxjs }) {
 
     const pullStream$ = new rx.Subject();
     const pull = settings.pull && {
-      handler: pullHandlerOf({ nat, attachments, modifyPulled, guards, report: emitError }),
+      handler: pullHandlerOf({ nat, attachments, modifyPulled, guards, report: emitError, reconcile: reconcilerOf({ nat, collection, primaryPath, formats }) }),
       batchSize: settings.pull.batchSize,
       // Applied by modifyPulled: RxDB must not apply it a second time.
       modifier: undefined,

@@ -273,6 +273,9 @@ pub struct HandedBatch {
     pub checkpoint: u64,
     /// Messages that were skipped and not reported before.
     pub skipped: Vec<ReplicationError>,
+    /// Messages after the checkpoint were removed before they were read (a pull only): the
+    /// caller reconciles its documents with `Replication::missing_on_stream`.
+    pub removed: bool,
 }
 
 /// One batch under construction, in stream order.

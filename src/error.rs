@@ -42,6 +42,8 @@ pub enum ErrorCode {
     AttachmentCorrupt,
     /// The KV bucket does not exist and `kv.create` is false.
     BucketNotFound,
+    /// The stream's limits removed messages a replication had not read yet; it reconciled.
+    HistoryRemoved,
 }
 
 impl ErrorCode {
@@ -65,6 +67,7 @@ impl ErrorCode {
             ErrorCode::AttachmentMissing => "NATS_ATTACHMENT_MISSING",
             ErrorCode::AttachmentCorrupt => "NATS_ATTACHMENT_CORRUPT",
             ErrorCode::BucketNotFound => "NATS_BUCKET_NOT_FOUND",
+            ErrorCode::HistoryRemoved => "NATS_HISTORY_REMOVED",
         }
     }
 }

@@ -63,6 +63,9 @@ struct BatchJson {
     sequences: Vec<u64>,
     checkpoint: u64,
     skipped: Vec<ReplicationError>,
+    /// Messages after the checkpoint were removed unread: reconcile (`missingOnStream`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    removed: bool,
 }
 
 #[derive(serde::Serialize)]
@@ -207,6 +210,7 @@ fn batch_json(batch: HandedBatch) -> BatchJson {
         sequences: batch.sequences,
         checkpoint: batch.checkpoint,
         skipped: batch.skipped,
+        removed: batch.removed,
     }
 }
 
@@ -339,6 +343,24 @@ impl NativeReplication {
             }
         };
         guarded("readCurrent", call, internal).await
+    }
+
+    /// Of `ids`, those the stream holds no message of, and the stream's last sequence before
+    /// it looked: `{"ok":{"missing":[ids],"sequence":N}}`. Counted in `stats().resyncs`.
+    #[napi]
+    pub async fn missing_on_stream(&self, ids: Vec<String>) -> String {
+        #[derive(serde::Serialize)]
+        struct Missing {
+            missing: Vec<String>,
+            sequence: u64,
+        }
+        let call = async {
+            match self.core.missing_on_stream(&ids).await {
+                Ok((missing, sequence)) => ok_json(Missing { missing, sequence }),
+                Err(e) => error_json(&e),
+            }
+        };
+        guarded("missingOnStream", call, internal).await
     }
 
     /// Whether a deleted document on the server holds only its id (the KV layout's delete

@@ -75,6 +75,20 @@ pub struct PullCursor {
     /// The checkpoint that the consumer and the buffer continue from.
     follows: u64,
     buffer: VecDeque<Buffered>,
+    /// The stream sequence of the last message fetched (0: the consumer replays the newest
+    /// revision of each document, where sequences do not follow each other).
+    last_fetched: u64,
+}
+
+/// Messages after a checkpoint that left the stream before they were read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Removed {
+    /// The checkpoint the read started from.
+    pub after: u64,
+    /// The stream's first sequence when the removal was seen.
+    pub first_sequence: u64,
+    /// Whether the stream has age, count or size limits (which remove old messages).
+    pub limited: bool,
 }
 
 impl PullCursor {
@@ -94,6 +108,15 @@ pub struct Pulled {
     pub batch: BatchBuilder,
     /// Every message up to the stream's end (when it was read) is in this batch or before it.
     pub caught_up: bool,
+    /// Messages after the checkpoint were removed unread (a gap in the sequences): a deletion
+    /// among them may be gone, so the caller must reconcile (see `Replication::missing_on_stream`).
+    pub removed: Option<Removed>,
+}
+
+/// Whether a message at `sequence`, fetched after one at `last` on a consumer of every message,
+/// shows that messages between them were removed.
+pub fn is_gap(last: u64, sequence: u64) -> bool {
+    last > 0 && sequence > last + 1
 }
 
 /// Reads up to `batch_size` distinct documents after `checkpoint`.
@@ -160,10 +183,12 @@ impl PullCursor {
             tracing::debug!(consumer = %consumer.cached_info().name, after = checkpoint, "created the pull consumer");
             cursor.consumer = Some(consumer);
             cursor.follows = checkpoint;
+            cursor.last_fetched = checkpoint;
         }
         let consumer = cursor.consumer.clone().expect("consumer was just set");
         let mut batch = BatchBuilder::new(checkpoint);
         let mut exhausted = false;
+        let mut gap = false;
         'batch: loop {
             while let Some(m) = cursor.buffer.front() {
                 let payload = m.payload.clone();
@@ -205,7 +230,32 @@ impl PullCursor {
                 )
             })??;
             exhausted = fetched.len() < want;
+            for m in &fetched {
+                gap |= is_gap(cursor.last_fetched, m.sequence);
+                if cursor.last_fetched > 0 {
+                    cursor.last_fetched = m.sequence;
+                }
+            }
             cursor.buffer.extend(fetched);
+        }
+        let mut removed = None;
+        if cursor.last_fetched > 0 && (gap || exhausted) {
+            let info = stream.get_info().await.map_err(|e| fail(&e))?;
+            // Caught up: messages removed after the last one read leave no gap to see, but the
+            // stream's last sequence lies beyond it.
+            let tail = exhausted
+                && info.state.last_sequence > cursor.last_fetched
+                && !is_there(stream, cursor.last_fetched + 1).await?;
+            if gap || tail {
+                let config = &info.config;
+                removed = Some(Removed {
+                    after: checkpoint,
+                    first_sequence: info.state.first_sequence,
+                    limited: config.max_age > Duration::ZERO
+                        || config.max_messages > 0
+                        || config.max_bytes > 0,
+                });
+            }
         }
         cursor.follows = batch.checkpoint;
         let caught_up = exhausted && cursor.buffer.is_empty();
@@ -217,6 +267,37 @@ impl PullCursor {
             caught_up,
             "pulled a batch"
         );
-        Ok(Pulled { batch, caught_up })
+        Ok(Pulled {
+            batch,
+            caught_up,
+            removed,
+        })
+    }
+}
+
+/// Whether the message at `sequence` is on the stream (it may have been written since the
+/// stream's state was read: then it is no gap).
+async fn is_there(stream: &Stream, sequence: u64) -> Result<bool> {
+    use async_nats::jetstream::stream::RawMessageErrorKind;
+    match stream.get_raw_message(sequence).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(false),
+        Err(e) => Err(ReplicationError::unavailable(
+            &format!("reading stream sequence {sequence}"),
+            &e,
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gap_is_a_sequence_skipped_after_a_known_one() {
+        assert!(!is_gap(5, 6));
+        assert!(is_gap(5, 7));
+        // A replay of the newest revision of each document skips sequences by design.
+        assert!(!is_gap(0, 9));
     }
 }

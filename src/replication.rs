@@ -15,6 +15,8 @@ use crate::schema::FieldRules;
 use crate::stats::{Counters, Stats};
 use crate::stream;
 use async_nats::jetstream::stream::Stream;
+use futures::TryStreamExt;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +71,8 @@ pub struct Replication {
     /// The checkpoint of the last pull that reached the stream's end: where a live feed
     /// starting now continues without a gap and without replaying what RxDB pulled.
     caught_up: watch::Sender<u64>,
+    /// `NATS_HISTORY_REMOVED` was reported (it is reported once).
+    history_removed_reported: AtomicBool,
 }
 
 impl Replication {
@@ -97,6 +101,7 @@ impl Replication {
             counters: Counters::default(),
             objects: Objects::default(),
             caught_up: watch::Sender::new(0),
+            history_removed_reported: AtomicBool::new(false),
         }
     }
 
@@ -221,6 +226,7 @@ impl Replication {
             sequences: batch.sequences(),
             checkpoint: batch.checkpoint,
             skipped: self.first_reports(batch.skipped),
+            removed: false,
         }
     }
 
@@ -267,10 +273,75 @@ impl Replication {
         drop(cursor);
         let pulled = self.on_failure(result).await?;
         self.counters.resumed_at(checkpoint);
-        let answer = self.hand_over(pulled.batch);
+        let mut answer = self.hand_over(pulled.batch);
+        if let Some(removed) = pulled.removed {
+            answer.removed = true;
+            if let Some(report) = self.history_removed(removed) {
+                answer.skipped.push(report);
+            }
+        }
         if pulled.caught_up {
             self.caught_up.send_replace(answer.checkpoint);
         }
+        Ok(answer)
+    }
+
+    /// The report, once per replication, that the stream's own limits removed messages this
+    /// replication had not read yet (its first sequence moved past the checkpoint).
+    fn history_removed(&self, removed: pull::Removed) -> Option<ReplicationError> {
+        let by_limits = removed.limited && removed.first_sequence > removed.after + 1;
+        if !by_limits || self.history_removed_reported.swap(true, Ordering::Relaxed) {
+            return None;
+        }
+        Some(ReplicationError::new(
+            ErrorCode::HistoryRemoved,
+            format!(
+                "stream {:?} removed messages {} to {} by its limits (max_age, max_msgs or \
+                 max_bytes) before this replication read them: it compares its documents with \
+                 the stream and deletes those the stream no longer has (stats().resyncs), \
+                 instead of skipping them. Raise the stream's limits if clients stay away longer \
+                 than they allow",
+                self.shape.layout.stream_name(),
+                removed.after + 1,
+                removed.first_sequence - 1
+            ),
+        ))
+    }
+
+    /// Which of `ids` the stream holds no message of (their tombstones expired, were compacted
+    /// or purged, or limits removed them), and the stream's last sequence before it looked: a
+    /// write that lands later has a higher sequence. Called to reconcile after a pull saw
+    /// removed messages; counted as a resync.
+    pub async fn missing_on_stream(&self, ids: &[String]) -> Result<(Vec<String>, u64)> {
+        let (_, stream) = self.connected().await?;
+        let result = async {
+            let failed = |e: &dyn std::error::Error| {
+                ReplicationError::unavailable("listing the subjects of the stream", e)
+            };
+            let last = stream
+                .get_info()
+                .await
+                .map_err(|e| failed(&e))?
+                .state
+                .last_sequence;
+            let present: HashSet<String> = stream
+                .info_with_subjects(self.shape.layout.filter())
+                .await
+                .map_err(|e| failed(&e))?
+                .map_ok(|(subject, _)| subject)
+                .try_collect()
+                .await
+                .map_err(|e| failed(&e))?;
+            let missing = ids
+                .iter()
+                .filter(|id| !present.contains(&self.shape.layout.subject_for(id)))
+                .cloned()
+                .collect();
+            Ok((missing, last))
+        }
+        .await;
+        let answer = self.on_failure(result).await?;
+        self.counters.resynced();
         Ok(answer)
     }
 

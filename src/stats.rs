@@ -18,6 +18,7 @@ pub struct Counters {
     attachment_bytes_pushed: AtomicU64,
     /// The highest stream sequence handed to RxDB (pull or live).
     checkpoint: AtomicU64,
+    resyncs: AtomicU64,
 }
 
 /// A snapshot of the counters, as `stats()` returns it.
@@ -42,6 +43,9 @@ pub struct Stats {
     pub attachment_bytes_pushed: u64,
     /// Times the connection came back after a disconnect since the replication connected.
     pub reconnects: u64,
+    /// Times a pull found messages after its checkpoint removed unread (expired or compacted
+    /// tombstones, purges, stream limits) and the replication reconciled its documents.
+    pub resyncs: u64,
     /// The highest stream sequence handed to RxDB.
     pub checkpoint: u64,
     /// The stream's last sequence when asked; `None` when the server could not be asked.
@@ -82,6 +86,11 @@ impl Counters {
             .fetch_add(documents as u64, Ordering::Relaxed);
     }
 
+    /// A reconciliation after removed messages (see `Stats::resyncs`).
+    pub fn resynced(&self) {
+        self.resyncs.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn rejected(&self) {
         self.documents_rejected.fetch_add(1, Ordering::Relaxed);
     }
@@ -117,6 +126,7 @@ impl Counters {
             attachment_bytes_pulled: self.attachment_bytes_pulled.load(Ordering::Relaxed),
             attachment_bytes_pushed: self.attachment_bytes_pushed.load(Ordering::Relaxed),
             reconnects,
+            resyncs: self.resyncs.load(Ordering::Relaxed),
             checkpoint,
             stream_last_sequence,
             lag: stream_last_sequence.map(|last| last.saturating_sub(checkpoint)),

@@ -330,3 +330,57 @@ async fn after_close_every_call_says_the_replication_was_cancelled() {
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::Closed);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pull_after_purged_messages_says_so_and_names_the_documents_gone() {
+    let server = start_server();
+    let name = unique("removed");
+    let r = stream_replication(&server, &name);
+    let writes = ["a", "b", "c"]
+        .iter()
+        .map(|id| write(id, json!({"id": id}), 0))
+        .collect();
+    assert_eq!(written(&r.publish(writes, 0).await.unwrap()), vec![1, 2, 3]);
+    // Read up to 1; then b's message (2) leaves the stream unread, and c is updated.
+    let first = r.pull(0, 1).await.unwrap();
+    assert_eq!(first.checkpoint, 1);
+    assert!(!first.removed, "a fresh pull has nothing to reconcile");
+    let client = async_nats::connect(&server.url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let stream = js.get_stream(&name).await.unwrap();
+    stream
+        .purge()
+        .filter(format!("{name}.docs.b"))
+        .await
+        .unwrap();
+    // A client that stored checkpoint 1 (a new cursor: `r` read ahead past it already).
+    let back = stream_replication(&server, &name);
+    let after_gap = back.pull(1, 10).await.unwrap();
+    assert!(after_gap.removed, "message 2 was removed unread");
+    assert_eq!(after_gap.sequences, vec![3]);
+    // Nothing was removed after 3: no reconciliation.
+    assert!(!back.pull(3, 10).await.unwrap().removed);
+    // A removal at the tail (the newest messages) shows too.
+    let pushed = r
+        .publish(vec![write("d", json!({"id": "d"}), 0)], 0)
+        .await
+        .unwrap();
+    assert_eq!(written(&pushed), vec![4]);
+    stream
+        .purge()
+        .filter(format!("{name}.docs.d"))
+        .await
+        .unwrap();
+    assert!(
+        r.pull(3, 10).await.unwrap().removed,
+        "message 4 was removed unread"
+    );
+
+    let ids: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
+    let (missing, last) = back.missing_on_stream(&ids).await.unwrap();
+    assert_eq!(missing, vec!["b".to_string(), "d".to_string()]);
+    assert_eq!(last, 4);
+    assert_eq!(back.stats().await.resyncs, 1);
+    r.close().await;
+    back.close().await;
+}

@@ -1,0 +1,130 @@
+// Deletions whose tombstones leave the stream (purged, compacted, expired, or removed by the
+// stream's limits) while a client is away: when it comes back with the same
+// replicationIdentifier it ends with exactly what the stream holds plus its own local writes,
+// instead of keeping the deleted documents (ghosts) or pushing them back (resurrections).
+import { test, before, after } from './harness/test.mjs';
+import assert from 'node:assert/strict';
+import { connect } from 'nats';
+import { startNatsServer } from './harness/nats-server.mjs';
+import { createDb, uniqueName, waitFor, docsOf, collectErrors, codeOf, replicatePeople } from './harness/rxdb.mjs';
+
+let server;
+before(async () => {
+  server = await startNatsServer();
+});
+after(async () => {
+  await server.destroy();
+});
+
+const person = (i, extra = {}) => ({ id: `p${String(i).padStart(3, '0')}`, name: `person ${i}`, age: i, tags: [], ...extra });
+const ids = (docs) => Object.keys(docs).sort();
+const range = (from, to) => Array.from({ length: to - from }, (_, k) => from + k);
+
+async function withJsm(fn) {
+  const nc = await connect({ servers: server.url });
+  try {
+    return await fn(await nc.jetstreamManager());
+  } finally {
+    await nc.close();
+  }
+}
+
+/** Removes every message of the documents `indexes` (what `nats stream purge --subject` does). */
+const purgeDocuments = (streamName, indexes) =>
+  withJsm(async (jsm) => {
+    for (const i of indexes) await jsm.streams.purge(streamName, { filter: `${streamName}.people.${person(i).id}` });
+  });
+
+/** Two synced databases, A and B, with documents 0..n-1 on the stream. */
+async function twoSynced(streamName, n) {
+  const a = await createDb();
+  const b = await createDb();
+  const ra = replicatePeople(server.url, a, streamName);
+  const rb = replicatePeople(server.url, b, streamName);
+  await Promise.all([ra.awaitInitialReplication(), rb.awaitInitialReplication()]);
+  await a.people.bulkInsert(range(0, n).map((i) => person(i)));
+  await waitFor(async () => ids(await docsOf(b)).length === n, `${n} documents on B`);
+  await ra.awaitInSync();
+  await rb.awaitInSync();
+  return { a, b, ra, rb };
+}
+
+test('a client away while deletions were purged from the stream deletes them when it comes back, and pushes its own writes', async () => {
+  const streamName = uniqueName('ghosts');
+  const { a, b, ra, rb } = await twoSynced(streamName, 100);
+  // B stops; A deletes 40 documents; their tombstones (and earlier revisions) then leave the stream.
+  await rb.cancel();
+  const deleted = range(0, 40);
+  await a.people.bulkRemove(deleted.map((i) => person(i).id));
+  await waitFor(async () => ids(await docsOf(a)).length === 60, 'the deletes on A');
+  await ra.awaitInSync();
+  await purgeDocuments(streamName, deleted);
+  // While stopped, B writes: 5 new documents, an update of a survivor, an update of a deleted one.
+  await b.people.bulkInsert(range(500, 505).map((i) => person(i)));
+  await (await b.people.findOne(person(70).id).exec()).incrementalPatch({ name: 'updated by B' });
+  await (await b.people.findOne(person(5).id).exec()).incrementalPatch({ name: 'updated by B while deleted elsewhere' });
+  const removedOnB = new Set();
+  b.people.remove$.subscribe((event) => removedOnB.add(event.documentId));
+
+  const rb2 = replicatePeople(server.url, b, streamName);
+  const errors = collectErrors([ra, rb2]);
+  await rb2.awaitInitialReplication();
+  await rb2.awaitInSync();
+  const expected = [...range(40, 100), ...range(500, 505)].map((i) => person(i).id).sort();
+  await waitFor(async () => ids(await docsOf(b)).join() === expected.join(), 'B without the deleted documents', 20000);
+  await waitFor(async () => ids(await docsOf(a)).join() === expected.join(), "B's own writes on A", 20000);
+  assert.equal((await b.people.findOne(person(70).id).exec()).name, 'updated by B');
+  await waitFor(async () => (await a.people.findOne(person(70).id).exec())?.name === 'updated by B', "B's update on A");
+  // Subscribers of B saw the deletions happen (through RxDB, not around it).
+  for (const i of deleted) if (i !== 5) assert.ok(removedOnB.has(person(i).id), `remove$ for ${person(i).id}`);
+  const stats = await rb2.stats();
+  assert.equal(stats.resyncs, 1, 'one reconciliation');
+  // A fresh client sees what A and B hold, and none of the deleted documents came back.
+  const c = await createDb();
+  const rc = replicatePeople(server.url, c, streamName, { push: undefined });
+  await rc.awaitInitialReplication();
+  assert.deepEqual(ids(await docsOf(c)), expected);
+  assert.deepEqual(errors.map(codeOf), []);
+  await Promise.all([ra.cancel(), rb2.cancel(), rc.cancel()]);
+  await Promise.all([a.close(), b.close(), c.close()]);
+});
+
+test('a client that comes back to a stream where nothing was removed does not reconcile', async () => {
+  const streamName = uniqueName('noresync');
+  const { a, b, ra, rb } = await twoSynced(streamName, 20);
+  await rb.cancel();
+  await a.people.bulkRemove(range(0, 5).map((i) => person(i).id));
+  await a.people.bulkInsert(range(100, 103).map((i) => person(i)));
+  await ra.awaitInSync();
+  const rb2 = replicatePeople(server.url, b, streamName);
+  const errors = collectErrors(rb2);
+  await rb2.awaitInitialReplication();
+  assert.deepEqual(ids(await docsOf(b)), ids(await docsOf(a)));
+  assert.equal((await rb2.stats()).resyncs, 0);
+  assert.deepEqual(errors.map(codeOf), []);
+  await Promise.all([ra.cancel(), rb2.cancel()]);
+  await Promise.all([a.close(), b.close()]);
+});
+
+test("a stream whose limits removed messages a client never read: it reconciles and says so once", async () => {
+  const streamName = uniqueName('limits');
+  // The stream keeps 30 messages: older ones go, read or not.
+  await withJsm((jsm) => jsm.streams.add({ name: streamName, subjects: [`${streamName}.people.*`], max_msgs: 30 }));
+  const { a, b, ra, rb } = await twoSynced(streamName, 20);
+  await rb.cancel();
+  // 20 deletes and 20 creates: the first 10 deletes fall off the stream unread by B.
+  await a.people.bulkRemove(range(0, 20).map((i) => person(i).id));
+  await a.people.bulkInsert(range(100, 120).map((i) => person(i)));
+  await ra.awaitInSync();
+  const rb2 = replicatePeople(server.url, b, streamName);
+  const errors = collectErrors(rb2);
+  await rb2.awaitInitialReplication();
+  await waitFor(async () => ids(await docsOf(b)).join() === ids(await docsOf(a)).join(), 'B as A');
+  assert.deepEqual(ids(await docsOf(b)), range(100, 120).map((i) => person(i).id));
+  const codes = errors.map(codeOf);
+  assert.deepEqual(codes, ['NATS_HISTORY_REMOVED'], 'reported once');
+  assert.match(errors[0].message, new RegExp(`stream "${streamName}" removed messages \\d+ to \\d+ by its limits`));
+  assert.equal((await rb2.stats()).resyncs, 1);
+  await Promise.all([ra.cancel(), rb2.cancel()]);
+  await Promise.all([a.close(), b.close()]);
+});
