@@ -326,6 +326,14 @@ export interface NatsCompactOptions {
    * official-plugin clients use the stream.
    */
   limitStream?: boolean;
+  /**
+   * Also remove every tombstone (deleted document) older than this many milliseconds, 0: all,
+   * with the earlier revisions of its document. Clients that had not read a removed tombstone
+   * reconcile when they next pull (`stats().resyncs`). Not given: tombstones stay.
+   */
+  tombstonesOlderThan?: number;
+  /** The `deletedField` of the replications of the stream (default `_deleted`). */
+  deletedField?: string;
 }
 
 /** What `compactStream()` did. */
@@ -334,6 +342,8 @@ export interface NatsCompactResult {
   messagesAfter: number;
   /** The stream's `max_msgs_per_subject` now; `null`: unlimited. */
   maxMsgsPerSubject: number | null;
+  /** Tombstones removed by `tombstonesOlderThan`, each with the earlier revisions of its document. */
+  tombstonesRemoved: number;
 }
 
 /**

@@ -5,8 +5,9 @@
 import { test, before, after } from './harness/test.mjs';
 import assert from 'node:assert/strict';
 import { connect } from 'nats';
+import { compactStream } from 'rxdb-nats-native';
 import { startNatsServer } from './harness/nats-server.mjs';
-import { createDb, uniqueName, waitFor, docsOf, collectErrors, codeOf, replicatePeople } from './harness/rxdb.mjs';
+import { createDb, uniqueName, waitFor, docsOf, collectErrors, codeOf, replicatePeople, streamMessages } from './harness/rxdb.mjs';
 
 let server;
 before(async () => {
@@ -127,4 +128,54 @@ test("a stream whose limits removed messages a client never read: it reconciles 
   assert.equal((await rb2.stats()).resyncs, 1);
   await Promise.all([ra.cancel(), rb2.cancel()]);
   await Promise.all([a.close(), b.close()]);
+});
+
+test('compactStream removes tombstones older than tombstonesOlderThan with their documents, and clients away reconcile', async () => {
+  const streamName = uniqueName('compacttomb');
+  const { a, b, ra, rb } = await twoSynced(streamName, 30);
+  await rb.cancel();
+  await a.people.bulkRemove(range(0, 10).map((i) => person(i).id));
+  await (await a.people.findOne(person(20).id).exec()).incrementalPatch({ name: 'second revision' });
+  await ra.awaitInSync();
+  const connection = { servers: server.url };
+  // Written just now: none is older than a minute.
+  const recent = await compactStream({ streamName, connection, tombstonesOlderThan: 60000 });
+  assert.equal(recent.tombstonesRemoved, 0);
+  const gone = (messages) => messages.filter((m) => range(0, 10).some((i) => m.subject.endsWith(`.${person(i).id}`)));
+  assert.equal(gone(await streamMessages(server.url, streamName)).length, 10, 'the 10 tombstones stay');
+  const result = await compactStream({ streamName, connection, tombstonesOlderThan: 0 });
+  assert.equal(result.tombstonesRemoved, 10);
+  assert.equal(result.messagesAfter, 20, 'one revision of each live document, nothing of the deleted ones');
+  assert.deepEqual(gone(await streamMessages(server.url, streamName)), []);
+  // A fresh client never sees the deleted documents; B, away during all of it, deletes them.
+  const c = await createDb();
+  const rc = replicatePeople(server.url, c, streamName, { push: undefined });
+  await rc.awaitInitialReplication();
+  const live = range(10, 30).map((i) => person(i).id);
+  assert.deepEqual(ids(await docsOf(c)), live);
+  const rb2 = replicatePeople(server.url, b, streamName);
+  const errors = collectErrors([rb2, rc]);
+  await rb2.awaitInitialReplication();
+  await waitFor(async () => ids(await docsOf(b)).join() === live.join(), 'B without the deleted documents');
+  assert.equal((await b.people.findOne(person(20).id).exec()).name, 'second revision');
+  assert.equal((await rb2.stats()).resyncs, 1);
+  assert.deepEqual(errors.map(codeOf), []);
+  await Promise.all([ra.cancel(), rb2.cancel(), rc.cancel()]);
+  await Promise.all([a.close(), b.close(), c.close()]);
+});
+
+test('compactStream takes the replications\' deletedField', async () => {
+  const streamName = uniqueName('compactfield');
+  const db = await createDb();
+  const r = replicatePeople(server.url, db, streamName, { deletedField: 'gone' });
+  await r.awaitInitialReplication();
+  await db.people.bulkInsert(range(0, 4).map((i) => person(i)));
+  await db.people.bulkRemove([person(0).id, person(1).id]);
+  await r.awaitInSync();
+  const result = await compactStream({ streamName, connection: { servers: server.url }, tombstonesOlderThan: 0, deletedField: 'gone' });
+  assert.equal(result.tombstonesRemoved, 2);
+  assert.equal(result.messagesAfter, 2);
+  await assert.rejects(compactStream({ streamName, connection: { servers: server.url }, deletedField: '' }), (err) => codeOf(err) === 'NATS_INVALID_OPTION' && /deletedField/.test(err.message));
+  await r.cancel();
+  await db.close();
 });

@@ -167,6 +167,11 @@ pub struct CompactOptions {
     pub max_msgs_per_subject: Option<u64>,
     /// Also set the stream's `max_msgs_per_subject`, so it stays bounded (false when not given).
     pub limit_stream: Option<bool>,
+    /// Also remove every tombstone older than this many milliseconds (0: all), with the earlier
+    /// revisions of its document. Not given: tombstones stay.
+    pub tombstones_older_than: Option<u64>,
+    /// The deleted flag of the replications of the stream (`_deleted` when not given).
+    pub deleted_field: Option<String>,
 }
 
 /// A credential. Its value never appears in `Debug` output or in error messages.
@@ -279,6 +284,9 @@ impl CompactOptions {
         let options: CompactOptions = parse_options(json)?;
         check_stream_name(&options.stream_name)?;
         check_max_msgs_per_subject(options.max_msgs_per_subject, "maxMsgsPerSubject")?;
+        if options.deleted_field.as_deref().is_some_and(str::is_empty) {
+            return invalid("option deletedField must be a non-empty string".to_string());
+        }
         options.connection.check()?;
         Ok(options)
     }

@@ -5,10 +5,12 @@ use crate::error::{error_chain, ErrorCode, ReplicationError, Result};
 use crate::layout::Layout;
 use crate::options::StreamSettings;
 use crate::subject;
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind, RequestErrorKind};
 use async_nats::jetstream::stream::Stream;
 use async_nats::jetstream::ErrorCode as JsCode;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
+use std::time::Duration;
 
 /// Returns the stream of `layout`, creating it when it is missing and the layout may
 /// (`Layout::stream_config`: the official plugin's stream, or a bucket as the NATS clients
@@ -254,6 +256,38 @@ mod tests {
     }
 
     #[test]
+    fn tombstones_are_deleted_flags_and_kv_markers() {
+        assert!(is_tombstone(
+            None,
+            br#"{"id":"a","_deleted":true}"#,
+            "_deleted"
+        ));
+        assert!(!is_tombstone(
+            None,
+            br#"{"id":"a","_deleted":false}"#,
+            "_deleted"
+        ));
+        assert!(is_tombstone(None, br#"{"id":"a","gone":true}"#, "gone"));
+        // The official plugin writes `_deleted` whatever deletedField says.
+        assert!(is_tombstone(
+            None,
+            br#"{"id":"a","_deleted":true,"gone":true}"#,
+            "gone"
+        ));
+        assert!(!is_tombstone(
+            None,
+            br#"{"id":"a","_deleted":"yes"}"#,
+            "_deleted"
+        ));
+        assert!(!is_tombstone(None, b"not json", "_deleted"));
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(crate::layout::KV_OPERATION, "DEL");
+        assert!(is_tombstone(Some(&headers), b"", "_deleted"));
+        headers.insert(crate::layout::KV_OPERATION, "PUT");
+        assert!(!is_tombstone(Some(&headers), br#"{"id":"a"}"#, "_deleted"));
+    }
+
+    #[test]
     fn other_create_failures_are_not_about_replicas() {
         assert_eq!(
             replicas_error(JsCode::INSUFFICIENT_RESOURCES, 1, "people", "nats://h:1"),
@@ -266,6 +300,27 @@ mod tests {
     }
 }
 
+/// Whether `time` lies more than `age` in the past.
+pub fn older_than(time: async_nats::datetime::DateTime, age: Duration) -> bool {
+    async_nats::datetime::add_std_duration(time, age)
+        .map(|t| t <= async_nats::datetime::now())
+        .unwrap_or(false)
+}
+
+/// A consumer for one read (deleted after it, and by the server when forgotten): no acks, in
+/// memory, one replica.
+pub fn scratch_consumer(filter_subject: String, deliver_policy: DeliverPolicy) -> pull::Config {
+    pull::Config {
+        filter_subject,
+        deliver_policy,
+        ack_policy: AckPolicy::None,
+        inactive_threshold: Duration::from_secs(30),
+        memory_storage: true,
+        num_replicas: 1,
+        ..Default::default()
+    }
+}
+
 /// What `compact` did to a stream.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -274,6 +329,104 @@ pub struct Compacted {
     pub messages_after: u64,
     /// The stream's `max_msgs_per_subject` now (`None`: unlimited).
     pub max_msgs_per_subject: Option<u64>,
+    /// Tombstones removed (with the earlier revisions of their documents), by `tombstonesOlderThan`.
+    pub tombstones_removed: u64,
+}
+
+/// Which tombstones `compact` removes: those older than `older_than`, a tombstone being a
+/// message whose `deleted_field` (or the official plugin's `_deleted`) is true, or a KV delete
+/// or purge marker.
+#[derive(Debug, Clone)]
+pub struct TombstoneRemoval {
+    pub older_than: Duration,
+    pub deleted_field: String,
+}
+
+/// Whether a message is a deleted document (see `TombstoneRemoval`).
+pub fn is_tombstone(
+    headers: Option<&async_nats::HeaderMap>,
+    payload: &[u8],
+    deleted_field: &str,
+) -> bool {
+    let marker = headers
+        .and_then(|h| h.get(crate::layout::KV_OPERATION))
+        .is_some_and(|op| matches!(op.as_str(), "DEL" | "PURGE"));
+    marker
+        || serde_json::from_slice::<std::collections::HashMap<String, serde_json::Value>>(payload)
+            .is_ok_and(|doc| {
+                [deleted_field, crate::options::OFFICIAL_DELETED_FIELD]
+                    .iter()
+                    .any(|f| doc.get(*f) == Some(&serde_json::Value::Bool(true)))
+            })
+}
+
+/// Removes each subject's newest message that is a tombstone older than `rule.older_than`,
+/// with every earlier message of that subject. The purge ends at the tombstone's sequence, so
+/// a revision written since it was read stays (a document created again is not lost).
+/// Clients that had not read a removed tombstone reconcile when they next pull (a gap).
+async fn remove_tombstones(stream: &Stream, rule: &TombstoneRemoval) -> Result<u64> {
+    let name = stream.cached_info().config.name.clone();
+    let failed = |what: &str, e: &dyn std::error::Error| {
+        ReplicationError::unavailable(&format!("{what} stream {name:?}"), e)
+    };
+    let mut removed = 0;
+    for filter in &stream.cached_info().config.subjects {
+        let consumer = stream
+            .create_consumer(scratch_consumer(
+                filter.clone(),
+                DeliverPolicy::LastPerSubject,
+            ))
+            .await
+            .map_err(|e| failed("reading the newest messages of", &e))?;
+        let consumer_name = consumer.cached_info().name.clone();
+        let mut left = consumer.cached_info().num_pending as usize;
+        let result = async {
+            while left > 0 {
+                let mut messages = crate::pull::fetch_now(&consumer, left.min(1000))
+                    .await
+                    .map_err(|e| failed("reading the newest messages of", &e))?;
+                let mut n = 0;
+                while let Some(message) = messages.next().await {
+                    let message = message.map_err(|e| failed("reading", &*e))?;
+                    n += 1;
+                    if !is_tombstone(
+                        message.headers.as_ref(),
+                        &message.payload,
+                        &rule.deleted_field,
+                    ) {
+                        continue;
+                    }
+                    let info = message.info().map_err(|e| failed("reading", &*e))?;
+                    let old =
+                        rule.older_than.is_zero() || older_than(info.published, rule.older_than);
+                    if old {
+                        stream
+                            .purge()
+                            .filter(message.subject.to_string())
+                            .sequence(info.stream_sequence + 1)
+                            .await
+                            .map_err(|e| {
+                                failed(&format!("purging {:?} in", message.subject), &e)
+                            })?;
+                        removed += 1;
+                    }
+                }
+                if n == 0 {
+                    break;
+                }
+                left = left.saturating_sub(n);
+            }
+            Ok(removed)
+        }
+        .await;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            stream.delete_consumer(&consumer_name),
+        )
+        .await;
+        result?;
+    }
+    Ok(removed)
 }
 
 /// Shrinks stream `name` to the newest `keep` revisions of each subject; with `limit`, also
@@ -281,7 +434,13 @@ pub struct Compacted {
 /// check then refuses). Replications keep running: they only lose revisions a newer one
 /// replaces. Each subject over `keep` is purged down to it; nats-server >= 2.10 applies a
 /// lowered limit to what is stored already, 2.9 to new messages only.
-pub async fn compact(conn: &Connection, name: &str, keep: u64, limit: bool) -> Result<Compacted> {
+pub async fn compact(
+    conn: &Connection,
+    name: &str,
+    keep: u64,
+    limit: bool,
+    tombstones: Option<&TombstoneRemoval>,
+) -> Result<Compacted> {
     let failed = |what: &str, e: &dyn std::error::Error| {
         ReplicationError::unavailable(&format!("{what} stream {name:?}"), e)
     };
@@ -326,6 +485,10 @@ pub async fn compact(conn: &Connection, name: &str, keep: u64, limit: bool) -> R
             .await
             .map_err(|e| failed(&format!("purging {subject:?} in"), &e))?;
     }
+    let tombstones_removed = match tombstones {
+        Some(rule) => remove_tombstones(&stream, rule).await?,
+        None => 0,
+    };
     let after = stream.info().await.map_err(|e| failed("reading", &e))?;
     tracing::info!(stream = %name, before, after = after.state.messages, keep, purged_subjects = over.len(), "compacted the stream");
     Ok(Compacted {
@@ -334,6 +497,7 @@ pub async fn compact(conn: &Connection, name: &str, keep: u64, limit: bool) -> R
         max_msgs_per_subject: u64::try_from(after.config.max_messages_per_subject)
             .ok()
             .filter(|n| *n > 0),
+        tombstones_removed,
     })
 }
 
@@ -345,6 +509,16 @@ pub async fn compact_with(options: &crate::options::CompactOptions) -> Result<Co
         &options.stream_name,
         options.max_msgs_per_subject.unwrap_or(1),
         options.limit_stream.unwrap_or(false),
+        options
+            .tombstones_older_than
+            .map(|ms| TombstoneRemoval {
+                older_than: Duration::from_millis(ms),
+                deleted_field: options
+                    .deleted_field
+                    .clone()
+                    .unwrap_or_else(|| crate::options::OFFICIAL_DELETED_FIELD.to_string()),
+            })
+            .as_ref(),
     )
     .await;
     crate::connection::release(&options.connection).await;

@@ -27,7 +27,7 @@ use crate::options::ReplicationOptions;
 use crate::push::HEADER_ALLOWANCE;
 use crate::stats::Counters;
 use crate::stream::{jetstream_error, replicas_error};
-use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::context::{
     CreateStreamError, CreateStreamErrorKind, GetStreamErrorKind,
 };

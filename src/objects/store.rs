@@ -1,6 +1,7 @@
 //! The Object Store protocol: the bucket found or created, objects stored and read, scratch consumers.
 
 use super::*;
+pub(super) use crate::stream::{older_than, scratch_consumer};
 
 /// Whether a violation reported by the server concerns `bucket`.
 pub(super) fn concerns(bucket: &str) -> impl Fn(&str) -> bool {
@@ -163,13 +164,6 @@ pub(super) fn reusable(info: &ObjectInfo, reference: &ObjectRef) -> bool {
         && info.modified.is_some_and(|m| !older_than(m, REUSE_WITHIN))
 }
 
-/// Whether `time` lies more than `age` in the past.
-pub(super) fn older_than(time: async_nats::datetime::DateTime, age: Duration) -> bool {
-    async_nats::datetime::add_std_duration(time, age)
-        .map(|t| t <= async_nats::datetime::now())
-        .unwrap_or(false)
-}
-
 /// The subject of an object's meta message: the name in base64url, as the Object Store writes it.
 pub(super) fn meta_subject(bucket: &str, name: &str) -> String {
     format!("$O.{bucket}.M.{}", URL_SAFE.encode(name))
@@ -180,26 +174,10 @@ pub(super) fn chunk_subject(bucket: &str, nuid: &str) -> String {
     format!("$O.{bucket}.C.{nuid}")
 }
 
-/// A consumer for one read (deleted after it, and by the server when forgotten): no acks, in
-/// memory, one replica.
-pub(super) fn scratch_consumer(
-    filter_subject: String,
-    deliver_policy: DeliverPolicy,
-) -> pull::Config {
-    pull::Config {
-        filter_subject,
-        deliver_policy,
-        ack_policy: AckPolicy::None,
-        inactive_threshold: Duration::from_secs(30),
-        memory_storage: true,
-        num_replicas: 1,
-        ..Default::default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use async_nats::jetstream::consumer::AckPolicy;
 
     #[test]
     fn violations_are_matched_to_their_bucket() {
