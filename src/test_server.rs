@@ -3,9 +3,10 @@
 #![cfg(test)]
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The binary `npm run nats-server` provisions ($NATS_SERVER_BIN, PATH, or .cache/).
 fn nats_server_bin() -> String {
@@ -45,20 +46,53 @@ impl Drop for Server {
     }
 }
 
-fn spawn(port: u16, store: &std::path::Path) -> Child {
-    let child = Command::new(nats_server_bin())
+/// Starts nats-server and waits for its "Server is ready" line. Polling the port is not enough:
+/// a connect to a free loopback port can connect to itself (TCP simultaneous open) and then
+/// holds the port the server was about to bind.
+fn spawn(port: u16, store: &std::path::Path) -> Result<Child, String> {
+    let mut child = Command::new(nats_server_bin())
         .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
         .arg(store)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("nats-server starts");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nats-server did not listen");
-        std::thread::sleep(Duration::from_millis(20));
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Reads the log to its end, so the server never blocks on a full pipe.
+        let mut log = String::new();
+        let mut ready = Some(ready_tx);
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            log.push_str(&line);
+            log.push('\n');
+            if line.contains("Server is ready") {
+                if let Some(tx) = ready.take() {
+                    let _ = tx.send(Ok(()));
+                }
+            }
+        }
+        if let Some(tx) = ready.take() {
+            let _ = tx.send(Err(log));
+        }
+    });
+    match ready_rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(Ok(())) => Ok(child),
+        Ok(Err(log)) => {
+            let _ = child.wait();
+            Err(format!(
+                "nats-server on port {port} exited before it was ready:\n{log}"
+            ))
+        }
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(format!(
+                "nats-server on port {port} was not ready within 30 s"
+            ))
+        }
     }
-    child
 }
 
 impl Server {
@@ -71,21 +105,32 @@ impl Server {
     /// Starts it again on the same port with the same store.
     pub fn restart(&mut self) {
         self.kill();
-        self.child = spawn(self.port, &self.store);
+        self.child = spawn(self.port, &self.store).unwrap_or_else(|failure| panic!("{failure}"));
     }
 }
 
 pub fn start_server() -> Server {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let store = std::env::temp_dir().join(format!("rxdb-nats-rust-{}-{port}", std::process::id()));
-    Server {
-        child: spawn(port, &store),
-        url: format!("nats://127.0.0.1:{port}"),
-        port,
-        store,
+    let mut failures = Vec::new();
+    // A port found free can be taken before the server binds it: then try another.
+    for _ in 0..3 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let store =
+            std::env::temp_dir().join(format!("rxdb-nats-rust-{}-{port}", std::process::id()));
+        match spawn(port, &store) {
+            Ok(child) => {
+                return Server {
+                    child,
+                    url: format!("nats://127.0.0.1:{port}"),
+                    port,
+                    store,
+                }
+            }
+            Err(failure) => failures.push(failure),
+        }
     }
+    panic!("nats-server did not start:\n{}", failures.join("\n"));
 }
