@@ -177,12 +177,13 @@ pub async fn publish_all(
             continue;
         }
         let subject = shape.subject_for(&write.id);
-        let mut message = async_nats::jetstream::message::PublishMessage::build()
-            .payload(write.body.clone())
-            .expected_last_subject_sequence(write.expected_sequence);
+        let mut message =
+            async_nats::jetstream::message::PublishMessage::build().payload(write.body.clone());
         if let Some(headers) = shape.layout.write_headers(&write.body) {
             message = message.headers(headers);
         }
+        // After `headers`, which replaces the whole map: every write, deletes too, is checked.
+        let message = message.expected_last_subject_sequence(write.expected_sequence);
         match conn.jetstream.send_publish(subject, message).await {
             Ok(ack) => pending.push(Ok(ack)),
             Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {

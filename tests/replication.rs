@@ -232,6 +232,35 @@ async fn a_kv_create_replaces_a_delete_marker_without_a_conflict() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_kv_deletion_on_a_stale_sequence_is_a_conflict() {
+    let server = start_server();
+    let r = kv_replication(&server, &unique("staledel"));
+    let first = written(
+        &r.publish(vec![write("x", json!({"id": "x", "v": 1}), 0)], 0)
+            .await
+            .unwrap(),
+    )[0];
+    r.publish(vec![write("x", json!({"id": "x", "v": 2}), first)], 0)
+        .await
+        .unwrap();
+    // A client that saw only the first revision deletes: the newer revision must not go unseen.
+    let pushed = r
+        .publish(
+            vec![write("x", json!({"id": "x", "_deleted": true}), first)],
+            0,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(pushed[0], Pushed::Conflict(_)), "{pushed:?}");
+    let batch = r.pull(0, 10).await.unwrap();
+    assert_eq!(
+        documents(&batch.documents_json),
+        vec![json!({"id": "x", "v": 2, "_deleted": false})]
+    );
+    r.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_malformed_message_is_skipped_and_reported_once_while_others_arrive() {
     let server = start_server();
     let name = unique("malformed");
