@@ -72,6 +72,13 @@ export interface NatsStreamConfig {
    * of every document, a deletion too, always stays.
    */
   maxMsgsPerSubject?: number;
+  /**
+   * Let deletions expire (nats-server >= 2.11): a deletion replaces the document's earlier
+   * revisions and leaves the stream this many milliseconds later (an integer >= 1000, rounded up
+   * to whole seconds), so no message of a deleted document stays. In the KV layout a deletion is
+   * then a purge marker with that TTL. See "Deletions that leave the stream" in the README.
+   */
+  tombstoneTtl?: number;
 }
 
 /**
@@ -281,6 +288,8 @@ export type RxNatsErrorCode =
    * replication had not read; it reconciled instead of skipping them (reported once).
    */
   | 'NATS_HISTORY_REMOVED'
+  /** The NATS server is older than an option needs (the message names the version). */
+  | 'NATS_UNSUPPORTED_SERVER'
   /**
    * The running RxDB lacks an internal the race guards rely on (named in the message, with the
    * RxDB version): replication goes on without them.

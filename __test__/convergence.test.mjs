@@ -6,7 +6,7 @@
 // long the clients write (default 15 s; e.g. CONVERGENCE_MS=300000 for a long run).
 import { test } from './harness/test.mjs';
 import assert from 'node:assert/strict';
-import { NatsServer } from './harness/nats-server.mjs';
+import { NatsServer, onServer } from './harness/nats-server.mjs';
 import { createDb, uniqueName, waitFor, streamMessages, replicatePeople, collectErrors } from './harness/rxdb.mjs';
 
 const SEED = Number(process.env.CONVERGENCE_SEED || Math.floor(Math.random() * 2 ** 31));
@@ -50,6 +50,12 @@ test(`${CLIENTS} clients converge through random writes and server restarts (see
 // fresh client that joins at the end, must hold all the same.
 test(`${CLIENTS} clients converge on a stream with maxMsgsPerSubject 1 (seed ${SEED + 1})`, (t) =>
   converge(t, { seed: SEED + 1, writeMs: Math.min(WRITE_MS, 10000), streamConfig: { maxMsgsPerSubject: 1 } }));
+
+// Deletions that expire (nats-server >= 2.11): a tombstone rolls up its document's history, and
+// once every TTL has passed no deletion is left on the stream; the clients must still equal it (a
+// client that missed a tombstone during a restart reconciles).
+test(`${CLIENTS} clients converge on a stream with tombstoneTtl (seed ${SEED + 2})`, onServer(2, 11), (t) =>
+  converge(t, { seed: SEED + 2, writeMs: Math.min(WRITE_MS, 10000), streamConfig: { tombstoneTtl: 1000 } }));
 
 async function converge(t, { seed: SEED, writeMs: WRITE_MS, streamConfig, checkHistory = false }) {
   t.diagnostic(`CONVERGENCE_SEED=${SEED} CONVERGENCE_MS=${WRITE_MS}`);
@@ -164,8 +170,22 @@ async function converge(t, { seed: SEED, writeMs: WRITE_MS, streamConfig, checkH
   });
 
   const { last, history } = await serverState();
-  if (!checkHistory) {
+  if (streamConfig?.maxMsgsPerSubject) {
     assert.ok([...history.values()].every((revs) => revs.length <= streamConfig.maxMsgsPerSubject));
+  }
+  if (streamConfig?.tombstoneTtl) {
+    // A tombstone replaced every earlier revision of its document: nothing precedes one.
+    for (const [id, revs] of history) {
+      const late = revs.findIndex((r, i) => i > 0 && r.doc._deleted);
+      assert.equal(late, -1, `${id}: a tombstone after other revisions, at sequence ${revs[late]?.seq}`);
+    }
+    await waitFor(async () => [...(await serverState()).last.values()].every((d) => !d._deleted), 'every tombstone to expire', 60000);
+    diff = await differences();
+    assert.deepEqual(diff, [], `the clients equal the server after the expiry (CONVERGENCE_SEED=${SEED})`);
+    const resyncs = (await Promise.all(clients.map((c) => c.replication.stats()))).map((s) => s.resyncs);
+    console.log(`# convergence: resyncs per client after the expiry: ${resyncs.join(', ')}`);
+  }
+  if (!checkHistory) {
     // A client that joins now reads each document's one revision and equals the server.
     const db = await createDb({ schema });
     const replication = replicatePeople(server.url, db, streamName, { streamConfig });
@@ -173,7 +193,7 @@ async function converge(t, { seed: SEED, writeMs: WRITE_MS, streamConfig, checkH
     clients.push({ name: 'fresh', db, replication, errors: collectErrors(replication) });
     diff = await differences();
     assert.deepEqual(diff, [], `the fresh client equals the server (CONVERGENCE_SEED=${SEED})`);
-    console.log(`# convergence: ${last.size} documents, ${counts.insert + counts.update + counts.delete} writes, one revision each on the server`);
+    console.log(`# convergence: ${last.size} documents, ${counts.insert + counts.update + counts.delete} writes, ${[...history.values()].reduce((n, r) => n + r.length, 0)} messages on the server`);
   }
   // No write the server accepted vanished: each revision extends the one before (after a delete a
   // new document may start afresh).

@@ -421,6 +421,7 @@ pub(crate) fn test_shape() -> DocumentShape {
             subject_prefix: "app.docs".into(),
             deleted_field: "_deleted".into(),
             official_flag: false,
+            tombstone_ttl: None,
         },
         primary_path: "id".into(),
         rules: FieldRules::default(),
@@ -599,6 +600,7 @@ mod tests {
                 subject_prefix: "app.docs".into(),
                 deleted_field: field.into(),
                 official_flag: true,
+                tombstone_ttl: None,
             },
             ..shape()
         };
@@ -727,6 +729,7 @@ mod tests {
                 bucket: "people".into(),
                 history: 1,
                 create: true,
+                tombstone_ttl: None,
             },
             ..test_shape()
         }

@@ -44,6 +44,8 @@ pub enum ErrorCode {
     BucketNotFound,
     /// The stream's limits removed messages a replication had not read yet; it reconciled.
     HistoryRemoved,
+    /// The NATS server is too old for an option that was given (it names the version needed).
+    UnsupportedServer,
 }
 
 impl ErrorCode {
@@ -68,6 +70,7 @@ impl ErrorCode {
             ErrorCode::AttachmentCorrupt => "NATS_ATTACHMENT_CORRUPT",
             ErrorCode::BucketNotFound => "NATS_BUCKET_NOT_FOUND",
             ErrorCode::HistoryRemoved => "NATS_HISTORY_REMOVED",
+            ErrorCode::UnsupportedServer => "NATS_UNSUPPORTED_SERVER",
         }
     }
 }

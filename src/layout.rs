@@ -35,6 +35,8 @@ pub enum Layout {
         deleted_field: String,
         /// With a custom `deletedField`, writes also carry `_deleted` (the official plugin's).
         official_flag: bool,
+        /// Seconds a tombstone stays (`streamConfig.tombstoneTtl`); `None`: for good.
+        tombstone_ttl: Option<u64>,
     },
     Kv {
         bucket: String,
@@ -42,6 +44,8 @@ pub enum Layout {
         history: u64,
         /// Create the bucket when it is missing.
         create: bool,
+        /// Seconds a delete marker stays (`streamConfig.tombstoneTtl`); `None`: for good.
+        tombstone_ttl: Option<u64>,
     },
 }
 
@@ -90,6 +94,7 @@ impl Layout {
                 bucket: kv.bucket.clone(),
                 history: kv.history.unwrap_or(1),
                 create: kv.create.unwrap_or(true),
+                tombstone_ttl: options.stream_config.tombstone_ttl_secs(),
             },
             None => Layout::Stream {
                 stream_name: options.stream_name.clone(),
@@ -97,6 +102,7 @@ impl Layout {
                 deleted_field: options.deleted_field.clone(),
                 official_flag: options.deleted_field != OFFICIAL_DELETED_FIELD
                     && options.official_deleted_flag.unwrap_or(true),
+                tombstone_ttl: options.stream_config.tombstone_ttl_secs(),
             },
         }
     }
@@ -280,15 +286,46 @@ impl Layout {
         }
     }
 
-    /// The headers of a write whose body `payload_of` made: a KV delete is what `kv.delete(key)`
-    /// writes, so every KV client sees the key deleted.
+    /// The headers of a write whose body `payload_of` made. A KV delete is what `kv.delete(key)`
+    /// writes, so every KV client sees the key deleted. With `tombstoneTtl` a deletion replaces
+    /// the document's earlier revisions (`Nats-Rollup: sub`) and expires (`Nats-TTL`); in the KV
+    /// layout it is then a purge marker, what nats.go's `kv.Purge(key, PurgeTTL(ttl))` writes.
     pub fn write_headers(&self, payload: &Bytes) -> Option<HeaderMap> {
-        if !matches!(self, Layout::Kv { .. }) || !payload.is_empty() {
+        let tombstone = match self {
+            Layout::Kv { .. } => payload.is_empty(),
+            Layout::Stream {
+                tombstone_ttl: None,
+                ..
+            } => false,
+            Layout::Stream { deleted_field, .. } => {
+                Fields::parse(payload).is_some_and(|f| f.get(deleted_field) == Some("true"))
+            }
+        };
+        if !tombstone {
             return None;
         }
         let mut headers = HeaderMap::new();
-        headers.insert(KV_OPERATION, "DEL");
+        let ttl = self.tombstone_ttl();
+        if matches!(self, Layout::Kv { .. }) {
+            headers.insert(KV_OPERATION, if ttl.is_some() { "PURGE" } else { "DEL" });
+        }
+        if let Some(secs) = ttl {
+            headers.insert(async_nats::header::NATS_ROLLUP, "sub");
+            headers.insert(
+                async_nats::header::NATS_MESSAGE_TTL,
+                format!("{secs}s").as_str(),
+            );
+        }
         Some(headers)
+    }
+
+    /// Seconds a tombstone this replication writes stays on the stream (`None`: for good).
+    pub fn tombstone_ttl(&self) -> Option<u64> {
+        match self {
+            Layout::Stream { tombstone_ttl, .. } | Layout::Kv { tombstone_ttl, .. } => {
+                *tombstone_ttl
+            }
+        }
     }
 
     /// What to do about an existing stream of this name whose subjects are others.
@@ -363,6 +400,9 @@ impl Layout {
             subjects: vec![self.filter()],
             num_replicas: settings.replicas.unwrap_or(1),
             storage,
+            // Tombstones that expire, and replace their document's earlier revisions.
+            allow_message_ttl: self.tombstone_ttl().is_some(),
+            allow_rollup: self.tombstone_ttl().is_some(),
             ..Default::default()
         };
         match self {
@@ -548,6 +588,7 @@ mod tests {
             subject_prefix: "app.docs".into(),
             deleted_field: deleted_field.into(),
             official_flag,
+            tombstone_ttl: None,
         }
     }
 
@@ -556,6 +597,7 @@ mod tests {
             bucket: "people".into(),
             history: 1,
             create: true,
+            tombstone_ttl: None,
         }
     }
 
@@ -673,6 +715,7 @@ mod tests {
             bucket: "people".into(),
             history: 7,
             create: false,
+            tombstone_ttl: None,
         };
         let c = k.stream_config(&StreamSettings::default());
         assert_eq!(c.name, "KV_people");
@@ -681,5 +724,52 @@ mod tests {
         assert!(c.allow_direct && c.allow_rollup && c.deny_delete);
         assert_eq!(c.discard, DiscardPolicy::New);
         assert!(!k.may_create() && stream("_deleted", false).may_create());
+        assert!(!c.allow_message_ttl && !s.allow_message_ttl);
+    }
+
+    #[test]
+    fn expiring_tombstones_roll_up_and_carry_a_ttl() {
+        let ttl = Layout::Stream {
+            stream_name: "app".into(),
+            subject_prefix: "app.docs".into(),
+            deleted_field: "gone".into(),
+            official_flag: false,
+            tombstone_ttl: Some(2),
+        };
+        let c = ttl.stream_config(&StreamSettings::default());
+        assert!(c.allow_message_ttl && c.allow_rollup);
+        let h = ttl
+            .write_headers(&Bytes::from_static(br#"{"id":"a","gone":true}"#))
+            .expect("a tombstone has headers");
+        assert_eq!(h.get("Nats-TTL").map(|v| v.as_str()), Some("2s"));
+        assert_eq!(h.get("Nats-Rollup").map(|v| v.as_str()), Some("sub"));
+        assert!(h.get(KV_OPERATION).is_none());
+        // A live document neither expires nor removes its history.
+        for live in [
+            r#"{"id":"a","gone":false}"#,
+            r#"{"id":"a","_deleted":true}"#,
+        ] {
+            assert!(ttl.write_headers(&Bytes::from(live)).is_none(), "{live}");
+        }
+        assert!(stream("_deleted", false)
+            .write_headers(&Bytes::from_static(br#"{"id":"a","_deleted":true}"#))
+            .is_none());
+        let kv_ttl = Layout::Kv {
+            bucket: "people".into(),
+            history: 1,
+            create: true,
+            tombstone_ttl: Some(5),
+        };
+        let h = kv_ttl.write_headers(&Bytes::new()).expect("a KV delete");
+        assert_eq!(h.get(KV_OPERATION).map(|v| v.as_str()), Some("PURGE"));
+        assert_eq!(h.get("Nats-TTL").map(|v| v.as_str()), Some("5s"));
+        assert!(
+            kv_ttl
+                .stream_config(&StreamSettings::default())
+                .allow_message_ttl
+        );
+        let h = kv().write_headers(&Bytes::new()).expect("a KV delete");
+        assert_eq!(h.get(KV_OPERATION).map(|v| v.as_str()), Some("DEL"));
+        assert!(h.get("Nats-TTL").is_none());
     }
 }

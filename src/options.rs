@@ -154,6 +154,17 @@ pub struct StreamSettings {
     /// `history`); the oldest go first, so the newest revision, a tombstone too, always stays.
     /// Unlimited when not given.
     pub max_msgs_per_subject: Option<u64>,
+    /// Let deletions expire: a tombstone this library writes replaces its document's earlier
+    /// revisions (a rollup) and leaves the stream this many milliseconds later (an integer
+    /// >= 1000, rounded up to whole seconds, as NATS counts TTLs). Needs nats-server >= 2.11.
+    pub tombstone_ttl: Option<u64>,
+}
+
+impl StreamSettings {
+    /// `tombstone_ttl` in the whole seconds a `Nats-TTL` header carries.
+    pub fn tombstone_ttl_secs(&self) -> Option<u64> {
+        self.tombstone_ttl.map(|ms| ms.div_ceil(1000))
+    }
 }
 
 /// The options of `compactStream()`: which stream, how to reach it, how many revisions to keep.
@@ -344,6 +355,14 @@ impl ReplicationOptions {
         if self.stream_config.replicas == Some(0) {
             return invalid("option streamConfig.replicas must be at least 1".to_string());
         }
+        if let Some(ms) = self.stream_config.tombstone_ttl {
+            if ms < 1000 {
+                return invalid(format!(
+                    "option streamConfig.tombstoneTtl is {ms}: use an integer of at least 1000 \
+                     (milliseconds; NATS expires messages after whole seconds)"
+                ));
+            }
+        }
         // Checked when the bucket is named, or will be used: a stream name may hold characters
         // a bucket name cannot.
         if self.attachments.bucket.is_some() || self.has_attachments() {
@@ -435,7 +454,7 @@ impl ReplicationOptions {
             return invalid(
                 "options streamConfig.allowDirect and streamConfig.maxMsgsPerSubject do not \
                  apply with kv: a KV bucket always allows direct gets, and kv.history is its \
-                 revisions per key (streamConfig.replicas and storage do apply)"
+                 revisions per key (streamConfig.replicas, storage and tombstoneTtl do apply)"
                     .to_string(),
             );
         }
@@ -648,6 +667,32 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn tombstone_ttl_is_whole_seconds_of_at_least_one() {
+        let with = |ttl: &str| {
+            parse(&format!(
+                r#"{{{BASE},"streamConfig":{{"tombstoneTtl":{ttl}}}}}"#
+            ))
+        };
+        assert_eq!(
+            with("1000").unwrap().stream_config.tombstone_ttl_secs(),
+            Some(1)
+        );
+        assert_eq!(
+            with("1500").unwrap().stream_config.tombstone_ttl_secs(),
+            Some(2)
+        );
+        for bad in ["999", "0", "-5", "1.5", "\"1h\""] {
+            let err = with(bad).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidOption);
+            assert!(
+                err.message.contains("tombstoneTtl"),
+                "{bad}: {}",
+                err.message
+            );
+        }
     }
 
     #[test]

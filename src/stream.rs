@@ -29,9 +29,27 @@ pub async fn ensure(
              on $JS.API.STREAM.INFO.{name} (see the README's permissions example)"
         ))
     };
+    if layout.tombstone_ttl().is_some() {
+        let version = conn.client.server_info().version;
+        if !at_least(&version, MESSAGE_TTL_SINCE) {
+            return Err(ReplicationError::new(
+                ErrorCode::UnsupportedServer,
+                format!(
+                    "option streamConfig.tombstoneTtl needs nats-server 2.11 or later (per-message \
+                     TTLs), but the server at {} is {version}: upgrade the server, or remove \
+                     tombstoneTtl and remove old deletions with compactStream({{ \
+                     tombstonesOlderThan }})",
+                    conn.servers
+                ),
+            ));
+        }
+    }
     match look_up(conn, name, &filter, &what, refused).await? {
         LookedUp::Storing(stream) => {
             tracing::debug!(stream = %name, "using the existing stream");
+            if layout.tombstone_ttl().is_some() {
+                lets_tombstones_expire(&stream, &what)?;
+            }
             Ok(*stream)
         }
         LookedUp::Other(subjects) => Err(ReplicationError::new(
@@ -45,6 +63,45 @@ pub async fn ensure(
         LookedUp::Missing if !layout.may_create() => Err(layout.missing(&conn.servers)),
         LookedUp::Missing => create(conn, layout, settings).await,
     }
+}
+
+/// The first nats-server release with per-message TTLs (ADR-43).
+const MESSAGE_TTL_SINCE: (u64, u64) = (2, 11);
+
+/// Whether server version `version` ("2.11.3", "2.12.0-RC.1") is at least `(major, minor)`.
+pub fn at_least(version: &str, (major, minor): (u64, u64)) -> bool {
+    let mut parts = version
+        .trim_start_matches('v')
+        .split(['.', '-'])
+        .map(|p| p.parse::<u64>().unwrap_or(0));
+    let (have_major, have_minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (have_major, have_minor) >= (major, minor)
+}
+
+/// An existing stream must allow what `tombstoneTtl` writes: `Nats-TTL` and `Nats-Rollup`
+/// headers (without them the server would refuse every deletion).
+fn lets_tombstones_expire(stream: &Stream, what: &str) -> Result<()> {
+    let config = &stream.cached_info().config;
+    let missing: Vec<&str> = [
+        (!config.allow_message_ttl).then_some("per-message TTLs (allow_msg_ttl)"),
+        (!config.allow_rollup).then_some("rollups (allow_rollup_hdrs)"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let name = &config.name;
+    Err(ReplicationError::new(
+        ErrorCode::StreamMismatch,
+        format!(
+            "{what} exists without {}, which option streamConfig.tombstoneTtl needs so that \
+             deletions expire: allow them on the stream (nats-server >= 2.11, e.g. `nats stream \
+             edit {name} --allow-msg-ttl --allow-rollup`), or remove tombstoneTtl",
+            missing.join(" and ")
+        ),
+    ))
 }
 
 /// What the server has under a stream name, for a replication whose documents are on `filter`.
@@ -222,6 +279,17 @@ fn denied(message: String) -> ReplicationError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_versions_compare_by_major_and_minor() {
+        assert!(at_least("2.11.0", (2, 11)));
+        assert!(at_least("2.15.1", (2, 11)));
+        assert!(at_least("2.12.0-RC.1", (2, 11)));
+        assert!(at_least("v3.0.0", (2, 11)));
+        assert!(!at_least("2.9.10", (2, 11)));
+        assert!(!at_least("2.10.24", (2, 11)));
+        assert!(!at_least("", (2, 11)));
+    }
 
     /// The error for `code` with `replicas` asked, which must have `expected` and name all of `mentions`.
     fn assert_replicas_error(

@@ -1,10 +1,29 @@
 // Tests start real nats-server processes through the same code as the demo and the bench.
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 export * from '../../scripts/nats-server-process.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
+const { natsServerBin } = createRequire(import.meta.url)('../../scripts/nats-server.cjs');
+
+/** The version of the nats-server the tests start ("2.15.1"), from its own `--version` line. */
+export function natsServerVersion() {
+  return execFileSync(natsServerBin(), ['--version'], { encoding: 'utf8' }).trim().replace(/^nats-server: v/, '');
+}
+
+/**
+ * node:test options that skip a test unless the tests' nats-server is at least `major.minor`
+ * (`{ below: true }`: unless it is older), saying why.
+ */
+export function onServer(major, minor, { below = false } = {}) {
+  const version = natsServerVersion();
+  const [have, haveMinor] = version.split('.').map(Number);
+  const atLeast = have > major || (have === major && haveMinor >= minor);
+  if (atLeast !== below) return { skip: false };
+  return { skip: `nats-server ${version} is ${below ? 'not older than' : 'older than'} ${major}.${minor}` };
+}
 
 /**
  * A separate process that subscribes to `subject` on `url` and sends SIGKILL to `pid` when the

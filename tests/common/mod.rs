@@ -72,3 +72,21 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A replication like `stream_replication` whose deletions expire after `ttl_ms`.
+pub fn ttl_replication(server: &Server, stream: &str, ttl_ms: u64) -> Arc<Replication> {
+    replication(&format!(
+        r#"{{"streamName":"{stream}","subjectPrefix":"{stream}.docs","primaryPath":"id",
+            "streamConfig":{{"tombstoneTtl":{ttl_ms}}},"connection":{{"servers":"{}"}}}}"#,
+        server.url
+    ))
+}
+
+/// A replication like `kv_replication` whose deletions expire after `ttl_ms`.
+pub fn kv_ttl_replication(server: &Server, bucket: &str, ttl_ms: u64) -> Arc<Replication> {
+    replication(&format!(
+        r#"{{"kv":{{"bucket":"{bucket}"}},"primaryPath":"id","streamConfig":{{"tombstoneTtl":{ttl_ms}}},
+            "connection":{{"servers":"{}"}}}}"#,
+        server.url
+    ))
+}
