@@ -118,6 +118,16 @@ if (part('kv')) {
   }
 }
 
+// Short-lived documents (created, updated, deleted): what the stream keeps of them, with and
+// without tombstoneTtl (the official plugin has none; it keeps every revision).
+const CHURN_N = QUICK ? 1000 : 5000;
+const CHURN_TTL_MS = 1000;
+if (part('churn')) {
+  cell('native', 'churn', CHURN_N, 100, { key: 'churn/native' });
+  cell('native', 'churn', CHURN_N, 100, { key: 'churn/native-ttl', env: { BENCH_TOMBSTONE_TTL_MS: String(CHURN_TTL_MS) } });
+  cell('official', 'churn', CHURN_N, 100, { key: 'churn/official', runs: OFFICIAL_RUNS });
+}
+
 // Attachments: the official plugin loses their data, so there is nothing to compare it with.
 if (part('attachments')) {
   for (const [n, size] of ATTACHMENTS) {
@@ -275,6 +285,19 @@ if (part('kv')) {
   const t = [`| layout (native, ${KV_N} documents, batches of 100) | push ms | pull ms |`, '| --- | ---: | ---: |'];
   for (const [layout, label] of [['stream', 'stream (`streamName` + `subjectPrefix`)'], ['kv', 'KV bucket (`kv: { bucket }`)']]) {
     t.push(`| ${label} | ${withSpread(stat(`layout/${layout}/push`))} | ${withSpread(stat(`layout/${layout}/pull`))} |`);
+  }
+  tables.push(t.join('\n'));
+}
+
+if (part('churn')) {
+  const t = [
+    `| ${CHURN_N} documents created, updated and deleted (batches of 100) | time ms | messages on the stream | bytes | after the tombstones' TTL: messages | bytes |`,
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  for (const [key, label] of [['native', 'native'], ['native-ttl', `native, \`tombstoneTtl: ${CHURN_TTL_MS}\``], ['official', 'official']]) {
+    const [ms, messages, bytes, expiredMessages, expiredBytes] = ['ms', 'messages', 'bytes', 'expiredMessages', 'expiredBytes'].map((f) => stat(`churn/${key}`, f));
+    const after = key === 'native-ttl' ? `${fmt(expiredMessages.median)} | ${fmt(expiredBytes.median)}` : 'kept | kept';
+    t.push(`| ${label} | ${withSpread(ms)} | ${fmt(messages.median)} | ${fmt(bytes.median)} | ${after} |`);
   }
   tables.push(t.join('\n'));
 }

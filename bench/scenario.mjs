@@ -87,12 +87,16 @@ const PREFIX = 'bench.docs';
 /** Where the documents are, as replicateNats() takes it. */
 const layout = KV ? { kv: { bucket: 'bench' } } : { streamName: STREAM, subjectPrefix: PREFIX };
 
+// BENCH_TOMBSTONE_TTL_MS: the native replication's deletions expire (streamConfig.tombstoneTtl).
+const TOMBSTONE_TTL_MS = Number(process.env.BENCH_TOMBSTONE_TTL_MS || 0);
+
 function replicate(db, { pull = true, push = true, live = true, autoStart = true, batch = BATCH } = {}) {
   const replicateNats = impl === 'native' ? replicateNative : replicateOfficial;
   return replicateNats({
     collection: db.docs,
     replicationIdentifier: 'bench',
     ...layout,
+    ...(impl === 'native' && TOMBSTONE_TTL_MS ? { streamConfig: { tombstoneTtl: TOMBSTONE_TTL_MS } } : {}),
     connection: impl === 'official' ? { servers: url, maxReconnectAttempts: 0 } : { servers: url },
     pull: pull ? { batchSize: batch } : undefined,
     push: push ? { batchSize: batch } : undefined,
@@ -432,6 +436,39 @@ const scenarios = {
     await ra.awaitInitialReplication();
     await rb.awaitInitialReplication();
     return timeSingleWrites(a, b);
+  },
+
+  // N short-lived documents, BATCH at a time: each is created, updated once and deleted, each
+  // step pushed before the next. What the stream holds then (messages, bytes), and, with
+  // BENCH_TOMBSTONE_TTL_MS, once the tombstones have expired (after which it holds nothing).
+  async churn() {
+    const db = await createDb();
+    const r = replicate(db, { pull: false });
+    await r.awaitInitialReplication();
+    const started = performance.now();
+    for (let from = 0; from < N; from += BATCH) {
+      const batch = Array.from({ length: Math.min(BATCH, N - from) }, (_, k) => doc(from + k));
+      await db.docs.bulkInsert(batch);
+      await r.awaitInSync();
+      await db.docs.bulkUpsert(batch.map((d) => ({ ...d, age: d.age + 1 })));
+      await r.awaitInSync();
+      await db.docs.bulkRemove(batch.map((d) => d.id));
+      await r.awaitInSync();
+    }
+    const ms = performance.now() - started;
+    const nc = await connect({ servers: server.url });
+    const jsm = await nc.jetstreamManager();
+    const state = async () => (await jsm.streams.info(STREAM)).state;
+    const written = await state();
+    const result = { ms, reached: N, complete: true, messages: written.messages, bytes: written.bytes };
+    if (TOMBSTONE_TTL_MS) {
+      const expired = await timeUntil(performance.now(), async () => ((await state()).messages === 0 ? 1 : 0), 1, 50);
+      const left = await state();
+      Object.assign(result, { expiredMessages: left.messages, expiredBytes: left.bytes, complete: expired.complete });
+    }
+    await nc.close();
+    await r.cancel();
+    return result;
   },
 
   async conflicts() {
