@@ -49,8 +49,14 @@ export interface NatsConnectionOptions {
   reconnectTimeWait?: number;
   /** Keep trying the first connect instead of failing it. */
   waitOnFirstConnect?: boolean;
-  /** Interval of client pings. */
+  /**
+   * With `maxPingOut`: a link that sends nothing back for `pingInterval` × `maxPingOut` ms is
+   * dead (a network partition closes no socket); it is reported on `error$` and the client
+   * reconnects. Default 10000.
+   */
   pingInterval?: number;
+  /** How many ping intervals a link may stay silent before it is dead (default 2, as nats.js). */
+  maxPingOut?: number;
   tls?: NatsTlsOptions;
 }
 

@@ -42,6 +42,8 @@ pub struct Connection {
     reconnects: Arc<AtomicU64>,
     /// Set when `maxReconnectAttempts` ran out: the client is closed for good.
     gave_up: Arc<AtomicBool>,
+    /// How long the link may be silent before the client drops it (`pingInterval` × `maxPingOut`).
+    silent_link_after: Duration,
 }
 
 impl Connection {
@@ -73,6 +75,19 @@ impl Connection {
                  revoked on the server?): check connection.user/pass, token, nkeySeed or \
                  credsFile; reconnecting every reconnectTimeWait",
                 self.servers
+            ),
+        )
+    }
+
+    /// The error for a lost link: reported once per loss, so a partition, which closes no
+    /// socket, is seen on `error$` and not only as requests that time out.
+    pub fn lost(&self) -> ReplicationError {
+        ReplicationError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "lost the connection to the NATS server at {}: the socket closed, or no byte came                  back for {} ms (connection.pingInterval × maxPingOut; a network partition looks                  like that). Reconnecting every reconnectTimeWait; writes wait and are retried",
+                self.servers,
+                self.silent_link_after.as_millis()
             ),
         )
     }
@@ -277,6 +292,7 @@ async fn connect(options: &ConnectionOptions) -> Result<Connection> {
         batch_get_unsupported: AtomicBool::new(false),
         reconnects,
         gave_up,
+        silent_link_after: options.silent_link_after(),
     })
 }
 
@@ -328,9 +344,7 @@ async fn build_connect_options(
             }
         },
     );
-    if let Some(ms) = o.ping_interval {
-        b = b.ping_interval(Duration::from_millis(ms));
-    }
+    b = b.ping_interval(o.client_ping_period());
     if let Some(tls) = &o.tls {
         b = b.require_tls(true);
         if let Some(ca) = &tls.ca_file {

@@ -99,6 +99,7 @@ enum OnEvent {
     Continue,
     /// Tell RxDB the credentials were refused on a reconnect, then keep reading.
     ReportRefused,
+
     /// The consumer may be gone or stale: start a new one after the last message taken.
     Recreate,
 }
@@ -111,6 +112,7 @@ fn on_connection_event(
             OnEvent::Recreate
         }
         Ok(ConnectionEvent::CredentialsRefused) => OnEvent::ReportRefused,
+        // Reported by `run`, which listens across rounds.
         Ok(ConnectionEvent::Disconnected) | Err(broadcast::error::RecvError::Lagged(_)) => {
             OnEvent::Continue
         }
@@ -195,12 +197,35 @@ async fn run<S: FeedSource>(
         _ = stopped.changed() => return,
     };
     tracing::debug!(after = last, "live feed starts");
+    // Lost links are reported from here, across rounds: a round that is creating its consumer
+    // (or waiting to retry) when the link goes would miss the event.
+    let mut watched: Option<Watched> = None;
     loop {
         if *stopped.borrow() {
             return;
         }
-        let round = feed_once(&*source, &tx, &mut stopped, &mut last, batch_size);
-        match round.await {
+        if watched.as_ref().is_none_or(|w| w.conn.gave_up()) {
+            watched = source.connected().await.ok().map(|(conn, _)| Watched {
+                events: conn.subscribe(),
+                conn,
+            });
+        }
+        let outcome = {
+            let round = feed_once(&*source, &tx, &mut stopped, &mut last, batch_size);
+            tokio::pin!(round);
+            loop {
+                tokio::select! {
+                    outcome = &mut round => break outcome,
+                    lost = link_lost(&mut watched) => {
+                        tracing::warn!(code = lost.code.as_str(), "{}", lost.message);
+                        if tx.send(LiveEvent::Error(lost)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        };
+        match outcome {
             Ok(Break::Stop) => {
                 tracing::debug!(after = last, "live feed stopped");
                 return;
@@ -226,6 +251,27 @@ async fn run<S: FeedSource>(
                     _ = stopped.changed() => return,
                 }
             }
+        }
+    }
+}
+
+/// The connection whose losses the feed reports, and its events.
+struct Watched {
+    conn: Arc<Connection>,
+    events: broadcast::Receiver<ConnectionEvent>,
+}
+
+/// Resolves with the error to report when the watched connection loses its link; never while
+/// nothing is watched.
+async fn link_lost(watched: &mut Option<Watched>) -> ReplicationError {
+    loop {
+        let Some(w) = watched.as_mut() else {
+            return std::future::pending().await;
+        };
+        match w.events.recv().await {
+            Ok(ConnectionEvent::Disconnected) => return w.conn.lost(),
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => *watched = None,
         }
     }
 }

@@ -92,6 +92,11 @@ fn default_deleted_field() -> String {
     OFFICIAL_DELETED_FIELD.to_string()
 }
 
+/// Default `connection.pingInterval`: with `maxPingOut` 2, a silent link is found within 20 s.
+pub const DEFAULT_PING_INTERVAL_MS: u64 = 10_000;
+/// Default `connection.maxPingOut` (as nats.js).
+pub const DEFAULT_MAX_PING_OUT: u64 = 2;
+
 /// nats.js `ConnectionOptions` names for what a server needs. Times are milliseconds.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -110,7 +115,11 @@ pub struct ConnectionOptions {
     pub max_reconnect_attempts: Option<i64>,
     pub reconnect_time_wait: Option<u64>,
     pub wait_on_first_connect: Option<bool>,
+    /// With `max_ping_out`: a link that is silent for `ping_interval * max_ping_out` is dead
+    /// (defaults 10 000 ms and 2: 20 s; see `silent_link_after`).
     pub ping_interval: Option<u64>,
+    /// nats.js's name: how many ping intervals a link may stay silent before it is dead.
+    pub max_ping_out: Option<u64>,
     pub tls: Option<TlsOptions>,
 }
 
@@ -219,6 +228,24 @@ impl ConnectionOptions {
 
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout.unwrap_or(20_000))
+    }
+
+    /// How long a connected link may go without a byte from the server before it counts as
+    /// dead and the client reconnects: `pingInterval` (10 s) × `maxPingOut` (2). A partition
+    /// that drops packets closes no socket; only this finds it.
+    pub fn silent_link_after(&self) -> Duration {
+        Duration::from_millis(
+            self.ping_interval
+                .unwrap_or(DEFAULT_PING_INTERVAL_MS)
+                .saturating_mul(self.max_ping_out.unwrap_or(DEFAULT_MAX_PING_OUT)),
+        )
+    }
+
+    /// The period of the client's pings. async-nats sends one after each period without a
+    /// message from the server and drops the link at the third unanswered one (its fixed
+    /// `MAX_PENDING_PINGS` is 2), so a third of `silent_link_after` makes that the limit.
+    pub fn client_ping_period(&self) -> Duration {
+        (self.silent_link_after() / 3).max(Duration::from_millis(1))
     }
 
     /// A key that is equal for equal options, so equal options share one connection.
@@ -520,6 +547,18 @@ impl ConnectionOptions {
                 );
             }
         }
+        if c.ping_interval == Some(0) {
+            return invalid(
+                "option connection.pingInterval is 0: use a number of milliseconds (default 10000)"
+                    .to_string(),
+            );
+        }
+        if c.max_ping_out == Some(0) {
+            return invalid(
+                "option connection.maxPingOut is 0: use a count of at least 1 (default 2)"
+                    .to_string(),
+            );
+        }
         if let Some(n) = c.max_reconnect_attempts {
             if n < -1 {
                 return invalid(format!(
@@ -692,6 +731,28 @@ mod tests {
                 "{bad}: {}",
                 err.message
             );
+        }
+    }
+
+    #[test]
+    fn a_silent_link_is_dead_after_ping_interval_times_max_ping_out() {
+        let with = |connection: &str| {
+            parse(&format!(r#"{{{BASE},"connection":{connection}}}"#)).map(|o| o.connection)
+        };
+        let defaults = with("{}").unwrap();
+        assert_eq!(defaults.silent_link_after(), Duration::from_secs(20));
+        let given = with(r#"{"pingInterval":2000,"maxPingOut":3}"#).unwrap();
+        assert_eq!(given.silent_link_after(), Duration::from_secs(6));
+        // async-nats drops the link at its third unanswered ping.
+        assert_eq!(given.client_ping_period(), Duration::from_secs(2));
+        for (bad, option) in [
+            (r#"{"pingInterval":0}"#, "pingInterval"),
+            (r#"{"maxPingOut":0}"#, "maxPingOut"),
+            (r#"{"maxPingOut":-1}"#, "maxPingOut"),
+        ] {
+            let err = with(bad).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidOption);
+            assert!(err.message.contains(option), "{bad}: {}", err.message);
         }
     }
 
