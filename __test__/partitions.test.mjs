@@ -3,7 +3,8 @@
 // byte both ways (harness/link-proxy.mjs) and later delivers them, as TCP does after a heal.
 import { test, before, after } from './harness/test.mjs';
 import assert from 'node:assert/strict';
-import { startNatsServer } from './harness/nats-server.mjs';
+import { connect } from 'nats';
+import { startNatsServer, NatsCluster } from './harness/nats-server.mjs';
 import { startLinkProxy } from './harness/link-proxy.mjs';
 import { createDb, uniqueName, waitFor, docsOf, codeOf, replicatePeople, streamMessages } from './harness/rxdb.mjs';
 
@@ -66,4 +67,62 @@ test('a link silent for 20 s is reported within pingInterval × maxPingOut; afte
   assert.equal(perSubject.size, 600);
   assert.deepEqual([...perSubject.entries()].filter(([, n]) => n !== 1), [], 'each document written once');
   assert.ok((await ra.stats()).reconnects >= 1, 'A reconnected');
+});
+
+test('a client of a 3-node cluster whose link to its node goes silent for good fails over; its writes reach the stream within detection + 5 s, each once', { timeout: 180000 }, async (t) => {
+  const PING_INTERVAL = 2000;
+  const MAX_PING_OUT = 2;
+  // no_advertise: the client knows the nodes only through the proxies, as a partitioned client would.
+  const cluster = await new NatsCluster({ noAdvertise: true }).start();
+  t.after(() => cluster.destroy());
+  const proxies = await Promise.all(cluster.nodes.map((n) => startLinkProxy(n.port)));
+  t.after(() => Promise.all(proxies.map((p) => p.close())));
+  const streamName = uniqueName('failover');
+  const db = await createDb();
+  const r = replicatePeople(proxies[0].url, db, streamName, {
+    connection: { servers: proxies.map((p) => p.url), pingInterval: PING_INTERVAL, maxPingOut: MAX_PING_OUT },
+    streamConfig: { replicas: 3 },
+  });
+  t.after(async () => {
+    await r.cancel();
+    await db.close();
+  });
+  await r.awaitInitialReplication();
+  const nc = await connect({ servers: cluster.urls });
+  t.after(() => nc.close());
+  const jsm = await nc.jetstreamManager();
+  const onStream = async () => (await jsm.streams.info(streamName)).state.messages;
+
+  // Writes, one every 100 ms, until told to stop.
+  let writing = true;
+  let written = 0;
+  const writer = (async () => {
+    while (writing) {
+      await db.people.insert(person('w', written++));
+      await sleep(100);
+    }
+  })();
+  await waitFor(async () => (await onStream()) >= 10, 'the first writes on the stream');
+  // Cut the link the client uses now, for good (the node itself stays up for the others).
+  const current = proxies.find((p) => p.connections > 0);
+  assert.ok(current, 'the client is connected through one proxy');
+  const before = await onStream();
+  const writtenAtCut = written;
+  current.blackhole();
+  const cut = Date.now();
+  // The first write made after the cut is on the stream once the client reached another node.
+  await waitFor(async () => (await onStream()) > Math.max(before, writtenAtCut), 'a write made after the cut on the stream', 30000);
+  const failedOverMs = Date.now() - cut;
+  t.diagnostic(`writes reached the stream again ${failedOverMs} ms after the cut`);
+  assert.ok(failedOverMs <= PING_INTERVAL * MAX_PING_OUT + 5000, `${failedOverMs} ms after the cut`);
+  await sleep(2000);
+  writing = false;
+  await writer;
+  // Every write is on the stream, each once.
+  await waitFor(async () => (await onStream()) === written, `all ${written} writes on the stream`, 30000);
+  const subjects = new Map();
+  for (const m of await streamMessages(cluster.urls.join(','), streamName)) subjects.set(m.subject, (subjects.get(m.subject) || 0) + 1);
+  assert.equal(subjects.size, written);
+  assert.deepEqual([...subjects.values()].filter((n) => n !== 1), []);
+  assert.equal(proxies.filter((p) => p !== current && p.connections > 0).length, 1, 'on another node now');
 });

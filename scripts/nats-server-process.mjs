@@ -185,10 +185,13 @@ export class NatsCluster {
    * @param {object} o
    * @param {number} [o.size=3]
    * @param {string} [o.name] the cluster name
+   * @param {boolean} [o.noAdvertise] do not tell clients the other nodes' URLs: a client then
+   *   knows only the servers it was given (proxies in front of the nodes, in partition tests)
    */
-  constructor({ size = 3, name = `c${process.pid}x${Date.now() % 100000}` } = {}) {
+  constructor({ size = 3, name = `c${process.pid}x${Date.now() % 100000}`, noAdvertise = false } = {}) {
     this.size = size;
     this.name = name;
+    this.noAdvertise = noAdvertise;
     this.nodes = [];
   }
 
@@ -231,6 +234,7 @@ export class NatsCluster {
         `  name: ${this.name}`,
         `  listen: 127.0.0.1:${p.cluster}`,
         `  routes: [${routes.filter((_, j) => j !== i).join(', ')}]`,
+        ...(this.noAdvertise ? ['  no_advertise: true'] : []),
         `}`,
       ].join('\n');
       return node;

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::sync::{broadcast, Mutex};
+use tokio::sync::{broadcast, watch, Mutex};
 
 /// What replications on a connection need to hear about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +44,8 @@ pub struct Connection {
     gave_up: Arc<AtomicBool>,
     /// How long the link may be silent before the client drops it (`pingInterval` × `maxPingOut`).
     silent_link_after: Duration,
+    /// Counts lost links: a write waiting for its acknowledgement gives up when this moves.
+    losses: watch::Sender<u64>,
 }
 
 impl Connection {
@@ -77,6 +79,11 @@ impl Connection {
                 self.servers
             ),
         )
+    }
+
+    /// Changes each time the link is lost (for writes awaiting acknowledgements).
+    pub fn losses(&self) -> watch::Receiver<u64> {
+        self.losses.subscribe()
     }
 
     /// The error for a lost link: reported once per loss, so a partition, which closes no
@@ -229,16 +236,17 @@ async fn connect(options: &ConnectionOptions) -> Result<Connection> {
     let (violations, _) = broadcast::channel(16);
     let credentials_refused = Arc::new(AtomicBool::new(false));
     let gave_up = Arc::new(AtomicBool::new(false));
-    let builder = build_connect_options(
-        options,
-        events.clone(),
-        permission_error.clone(),
-        reconnects.clone(),
-        violations.clone(),
-        credentials_refused.clone(),
-        gave_up.clone(),
-    )
-    .await?;
+    let (losses, _) = watch::channel(0u64);
+    let signals = Signals {
+        events: events.clone(),
+        losses: losses.clone(),
+        permission_errors: permission_error.clone(),
+        reconnects: reconnects.clone(),
+        violations: violations.clone(),
+        refused: credentials_refused.clone(),
+        gave_up: gave_up.clone(),
+    };
+    let builder = build_connect_options(options, signals).await?;
     let addrs: Vec<async_nats::ServerAddr> = servers
         .iter()
         .map(|s| s.parse())
@@ -293,18 +301,31 @@ async fn connect(options: &ConnectionOptions) -> Result<Connection> {
         reconnects,
         gave_up,
         silent_link_after: options.silent_link_after(),
+        losses,
     })
 }
 
-async fn build_connect_options(
-    o: &ConnectionOptions,
+/// What the client's event callback updates, shared with the `Connection`.
+struct Signals {
     events: broadcast::Sender<ConnectionEvent>,
+    losses: watch::Sender<u64>,
     permission_errors: Arc<std::sync::Mutex<Option<String>>>,
     reconnects: Arc<AtomicU64>,
     violations: broadcast::Sender<String>,
     refused: Arc<AtomicBool>,
     gave_up: Arc<AtomicBool>,
-) -> Result<ConnectOptions> {
+}
+
+async fn build_connect_options(o: &ConnectionOptions, signals: Signals) -> Result<ConnectOptions> {
+    let Signals {
+        events,
+        losses,
+        permission_errors,
+        reconnects,
+        violations,
+        refused,
+        gave_up,
+    } = signals;
     let mut b = ConnectOptions::new();
     if let Some(creds) = &o.creds_file {
         b = b.credentials_file(creds).await.map_err(|e| {
@@ -345,6 +366,15 @@ async fn build_connect_options(
         },
     );
     b = b.ping_interval(o.client_ping_period());
+    // After a loss, servers that answer before the one just lost (see failover.rs). The first
+    // connect (no server has answered yet) keeps async-nats' own order, which tries every server.
+    let choice = Arc::new(crate::failover::ServerChoice::default());
+    b = b.reconnect_to_server_callback(move |pool, info| {
+        let picked = (!info.server_id.is_empty())
+            .then(|| choice.next(&pool))
+            .flatten();
+        async move { picked.map(|addr| async_nats::ReconnectToServer { addr, delay: None }) }
+    });
     if let Some(tls) = &o.tls {
         b = b.require_tls(true);
         if let Some(ca) = &tls.ca_file {
@@ -361,6 +391,7 @@ async fn build_connect_options(
             Event::Disconnected => {
                 tracing::warn!("disconnected; reconnecting");
                 was_disconnected.store(true, Ordering::SeqCst);
+                losses.send_modify(|n| *n += 1);
                 Some(ConnectionEvent::Disconnected)
             }
             Event::Connected => {

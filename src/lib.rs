@@ -11,6 +11,7 @@ pub mod batch;
 pub mod connection;
 pub mod direct;
 pub mod error;
+pub mod failover;
 pub mod kv;
 pub mod layout;
 pub mod live;

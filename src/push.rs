@@ -170,6 +170,10 @@ pub async fn publish_all(
     writes: &[Write],
 ) -> Result<Vec<WriteOutcome>> {
     let max_payload = conn.max_payload();
+    // A link lost before the acknowledgements came swallowed them: waiting out their timeout
+    // would only delay the retry.
+    let mut losses = conn.losses();
+    losses.mark_unchanged();
     let mut pending = Vec::with_capacity(writes.len());
     for write in writes {
         if write.body.len() + HEADER_ALLOWANCE > max_payload {
@@ -197,8 +201,11 @@ pub async fn publish_all(
             Ok(ack) => Ok(ack.await),
             Err(rejected) => Err(rejected),
         }
-    }))
-    .await;
+    }));
+    let acks = tokio::select! {
+        acks = acks => acks,
+        _ = losses.changed() => return Err(link_lost(writes)),
+    };
     let mut outcomes = Vec::with_capacity(writes.len());
     let mut failure = None;
     for (write, ack) in writes.iter().zip(acks) {
@@ -231,6 +238,20 @@ fn is_conflict(err: &async_nats::jetstream::context::PublishError) -> bool {
                 || js.error_code() == JsCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT
         })
         .unwrap_or(false)
+}
+
+/// The batch's link was lost before every acknowledgement came: retried like a timeout (each
+/// write expects its document's sequence, so one that was stored is not stored twice).
+fn link_lost(writes: &[Write]) -> ReplicationError {
+    let first = writes.first().map(|w| w.id.as_str()).unwrap_or_default();
+    ReplicationError::new(
+        crate::error::ErrorCode::Unavailable,
+        format!(
+            "the link to the NATS server was lost before it acknowledged the batch of {}              document(s) starting with {first:?}; the replication retries it (a write that was              stored is then seen as stored, never written twice)",
+            writes.len()
+        ),
+    )
+    .with_document(first)
 }
 
 /// A publish that failed for a reason that may pass; RxDB retries the batch.
