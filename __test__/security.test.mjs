@@ -212,6 +212,42 @@ test('creds file (operator mode): a user of the account replicates; another oper
   }
 });
 
+test('a creds file rotated on disk is read at the next reconnect: an expired JWT is replaced without a restart', async () => {
+  const op = await makeOperator(dir);
+  const server = await new NatsServer({ config: op.config }).start();
+  const streamName = uniqueName('rotate');
+  const file = `${dir}/rotating.creds`;
+  // A JWT that expires in 3 s: then the server closes the connection and refuses it again.
+  await op.creds('rotating', {}, { exp: Math.floor(Date.now() / 1000) + 3, file });
+  const steady = await op.creds('steady');
+  const [a, b] = [await createDb(), await createDb()];
+  const ra = replicatePeople(server.url, a, streamName, { connection: { servers: server.url, credsFile: file, reconnectTimeWait: 250 } });
+  const rb = replicatePeople(server.url, b, streamName, { connection: { servers: server.url, credsFile: steady.file } });
+  try {
+    const errors = collectErrors(ra);
+    await Promise.all([ra.awaitInitialReplication(), rb.awaitInitialReplication()]);
+    await a.people.insert(person('before'));
+    await waitFor(() => b.people.findOne('before').exec(), 'a write before the expiry');
+    // The precondition, seen: the expired JWT is refused on a reconnect.
+    await waitFor(() => errors.some((e) => codeOf(e) === 'NATS_AUTH_FAILED' && /refused the credentials when reconnecting/.test(inner(e).message)), 'the expired JWT refused', 60000);
+    // A link that flaps meanwhile (the server drops it again and again) is not reported each time.
+    assert.ok(errors.filter((e) => /lost the connection/.test(inner(e).message)).length <= 3, 'a few loss reports, not one per attempt');
+    await a.people.insert(person('while-refused-a'));
+    await b.people.insert(person('while-refused-b'));
+    await sleep(500);
+    assert.equal(await b.people.findOne('while-refused-a').exec(), null, 'nothing gets through with the expired JWT');
+    // The operator writes a new file; the same replication picks it up at its next attempt.
+    await op.creds('rotating', {}, { file });
+    await waitFor(() => b.people.findOne('while-refused-a').exec(), "a's write after the rotation", 20000);
+    await waitFor(() => a.people.findOne('while-refused-b').exec(), "b's write on a after the rotation", 20000);
+    assert.ok((await ra.stats()).reconnects >= 1);
+  } finally {
+    await Promise.all([ra.cancel(), rb.cancel()]);
+    await Promise.all([a.close(), b.close()]);
+    await server.destroy();
+  }
+});
+
 /**
  * What a replicating user needs, and nothing more: the README's example permissions block for
  * stream `S` and subject prefix `P` (the stream is created beforehand by an administrator).

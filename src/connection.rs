@@ -81,6 +81,11 @@ impl Connection {
         )
     }
 
+    /// How long the link may be silent before the client drops it.
+    pub fn silent_link_after(&self) -> Duration {
+        self.silent_link_after
+    }
+
     /// Changes each time the link is lost (for writes awaiting acknowledgements).
     pub fn losses(&self) -> watch::Receiver<u64> {
         self.losses.subscribe()
@@ -326,15 +331,23 @@ async fn build_connect_options(o: &ConnectionOptions, signals: Signals) -> Resul
         refused,
         gave_up,
     } = signals;
-    let mut b = ConnectOptions::new();
-    if let Some(creds) = &o.creds_file {
-        b = b.credentials_file(creds).await.map_err(|e| {
-            ReplicationError::new(
-                ErrorCode::InvalidOption,
-                format!("option connection.credsFile {creds:?} cannot be read: {e}"),
-            )
-        })?;
-    }
+    // A creds file is read at every connect, so a rotated one counts at the next reconnect.
+    let mut b = match &o.creds_file {
+        Some(path) => {
+            let file = crate::creds::CredsFile::open(path)?;
+            ConnectOptions::with_auth_callback(move |nonce| {
+                let signed = file.sign(&nonce);
+                async move {
+                    let (jwt, signature) = signed.map_err(async_nats::AuthError::new)?;
+                    let mut auth = async_nats::Auth::new();
+                    auth.jwt = Some(jwt);
+                    auth.signature = Some(signature);
+                    Ok(auth)
+                }
+            })
+        }
+        None => ConnectOptions::new(),
+    };
     if let Some(seed) = &o.nkey_seed {
         b = b.nkey(seed.0.clone());
     }

@@ -9,6 +9,7 @@
 pub mod attachments;
 pub mod batch;
 pub mod connection;
+pub mod creds;
 pub mod direct;
 pub mod error;
 pub mod failover;

@@ -205,10 +205,11 @@ async fn run<S: FeedSource>(
             return;
         }
         if watched.as_ref().is_none_or(|w| w.conn.gave_up()) {
-            watched = source.connected().await.ok().map(|(conn, _)| Watched {
-                events: conn.subscribe(),
-                conn,
-            });
+            watched = source
+                .connected()
+                .await
+                .ok()
+                .map(|(conn, _)| Watched::new(conn));
         }
         let outcome = {
             let round = feed_once(&*source, &tx, &mut stopped, &mut last, batch_size);
@@ -259,17 +260,38 @@ async fn run<S: FeedSource>(
 struct Watched {
     conn: Arc<Connection>,
     events: broadcast::Receiver<ConnectionEvent>,
+    /// When a loss was last reported.
+    reported: Option<tokio::time::Instant>,
+}
+
+impl Watched {
+    fn new(conn: Arc<Connection>) -> Watched {
+        Watched {
+            events: conn.subscribe(),
+            conn,
+            reported: None,
+        }
+    }
 }
 
 /// Resolves with the error to report when the watched connection loses its link; never while
-/// nothing is watched.
+/// nothing is watched. A link that flaps (the server accepts it and drops it again, every
+/// `reconnectTimeWait`) is one loss: reported again only after `silent_link_after`.
 async fn link_lost(watched: &mut Option<Watched>) -> ReplicationError {
     loop {
         let Some(w) = watched.as_mut() else {
             return std::future::pending().await;
         };
         match w.events.recv().await {
-            Ok(ConnectionEvent::Disconnected) => return w.conn.lost(),
+            Ok(ConnectionEvent::Disconnected) => {
+                let now = tokio::time::Instant::now();
+                if w.reported
+                    .is_none_or(|at| now - at >= w.conn.silent_link_after())
+                {
+                    w.reported = Some(now);
+                    return w.conn.lost();
+                }
+            }
             Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
             Err(broadcast::error::RecvError::Closed) => *watched = None,
         }

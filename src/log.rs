@@ -74,20 +74,32 @@ pub fn register_secrets(options: &ConnectionOptions) {
             );
         }
     }
-    // A .creds file holds a JWT and a seed, one per line between markers.
     if let Some(content) = options
         .creds_file
         .as_ref()
         .and_then(|f| std::fs::read_to_string(f).ok())
     {
-        found.extend(
-            content
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with("---") && !l.starts_with('*'))
-                .map(str::to_string),
-        );
+        found.extend(creds_lines(&content));
     }
+    remember(found);
+}
+
+/// Registers what a `.creds` file holds, read again at a reconnect (it may have been rotated).
+pub fn register_creds_secrets(content: &str) {
+    remember(creds_lines(content));
+}
+
+/// A .creds file holds a JWT and a seed, one per line between markers.
+fn creds_lines(content: &str) -> Vec<String> {
+    content
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("---") && !l.starts_with('*'))
+        .map(str::to_string)
+        .collect()
+}
+
+fn remember(mut found: Vec<String>) {
     found.retain(|s| s.chars().count() >= MIN_SECRET_CHARS);
     if found.is_empty() {
         return;

@@ -103,12 +103,15 @@ export async function makeOperator(dir) {
     '}',
   ].join('\n');
   let users = 0;
-  const creds = async (name, user = {}) => {
+  // `opts.exp`: the JWT expires then (seconds since the epoch); `opts.file`: (over)write there.
+  const creds = async (name, user = {}, opts = {}) => {
     const ukp = jwt.createUser();
-    const userJwt = await jwt.encodeUser(name, ukp, app, user);
-    const file = path.join(dir, `${name}-${++users}.creds`);
+    const userJwt = await jwt.encodeUser(name, ukp, app, user, opts.exp ? { exp: opts.exp } : {});
+    const file = opts.file || path.join(dir, `${name}-${++users}.creds`);
     const text = new TextDecoder().decode(jwt.fmtCreds(userJwt, ukp));
-    fs.writeFileSync(file, text, { mode: 0o600 });
+    // Written next to it and renamed: a reader sees the old file or the new one, never half.
+    fs.writeFileSync(`${file}.tmp`, text, { mode: 0o600 });
+    fs.renameSync(`${file}.tmp`, file);
     return { file, jwt: secret(userJwt), seed: secret(new TextDecoder().decode(ukp.getSeed())), text };
   };
   return { config, creds };
