@@ -126,3 +126,92 @@ test('a client of a 3-node cluster whose link to its node goes silent for good f
   assert.deepEqual([...subjects.values()].filter((n) => n !== 1), []);
   assert.equal(proxies.filter((p) => p !== current && p.connections > 0).length, 1, 'on another node now');
 });
+
+test('a node cut off from its peers: writes through it are refused and retried, never acknowledged falsely; after the heal each is on the stream once', { timeout: 240000 }, async (t) => {
+  // Every route runs through a proxy of its own: routes[from][to].
+  const routes = [];
+  const cluster = await new NatsCluster({
+    routeVia: async (from, to, port) => {
+      const proxy = await startLinkProxy(port);
+      routes.push({ from, to, proxy });
+      return proxy.port;
+    },
+  }).start();
+  t.after(async () => {
+    await cluster.destroy();
+    await Promise.all(routes.map((r) => r.proxy.close()));
+  });
+  const [n1, n2, n3] = cluster.nodes;
+  const streamName = uniqueName('cutoff');
+  const db = await createDb();
+  // The client knows node 1 only.
+  const r = replicatePeople(n1.url, db, streamName, { connection: { servers: n1.url }, streamConfig: { replicas: 3 } });
+  t.after(async () => {
+    await r.cancel();
+    await db.close();
+  });
+  const errors = [];
+  r.error$.subscribe((e) => errors.push(codeOf(e)));
+  await r.awaitInitialReplication();
+  // Node 1 leads the stream, so the cut leaves a leader without its quorum.
+  const admin = await connect({ servers: [n2.url, n3.url] });
+  t.after(() => admin.close());
+  for (let i = 0; i < 10 && (await cluster.streamLeader(streamName)) !== n1; i++) {
+    await admin.request(`$JS.API.STREAM.LEADER.STEPDOWN.${streamName}`, new TextEncoder().encode(JSON.stringify({ placement: { preferred: n1.serverName } })), { timeout: 5000 }).catch(() => {});
+    await sleep(1000);
+  }
+  const leader = (await cluster.streamLeader(streamName)).serverName;
+  t.diagnostic(`stream leader before the cut: ${leader}`);
+  // The majority side's view, asked on node 2 and 3 only.
+  const jsm = await admin.jetstreamManager();
+  const onMajority = async () => {
+    try {
+      return (await jsm.streams.info(streamName)).state.messages;
+    } catch {
+      return -1;
+    }
+  };
+
+  let writing = true;
+  let written = 0;
+  const writer = (async () => {
+    while (writing) {
+      await db.people.insert(person('c', written++));
+      await sleep(100);
+    }
+  })();
+  await waitFor(async () => (await onMajority()) >= 10, 'the first writes on the stream');
+  for (const route of routes) if (route.from === 0 || route.to === 0) route.proxy.blackhole();
+  const cut = Date.now();
+  const writtenAtCut = written;
+  // The majority elects a leader of its own; nothing written through node 1 reaches it.
+  const stored = await waitFor(async () => {
+    const n = await onMajority();
+    return n >= 0 && n;
+  }, 'the majority side answering', 60000);
+  await sleep(Math.max(0, cut + 15000 - Date.now()));
+  const afterCut = await onMajority();
+  assert.ok(afterCut < writtenAtCut + 10, `the majority holds ${afterCut} after ${writtenAtCut} writes before the cut (${stored} when it answered)`);
+  assert.ok(written > writtenAtCut + 50, 'the client kept writing during the cut');
+  const duringCut = errors.length;
+
+  for (const route of routes) route.proxy.heal();
+  const healed = Date.now();
+  await sleep(2000);
+  writing = false;
+  await writer;
+  await waitFor(async () => (await onMajority()) === written, `all ${written} writes on the stream`, 60000);
+  t.diagnostic(`all ${written} writes on the stream ${Date.now() - healed} ms after the heal; ${duringCut} errors during the cut (${[...new Set(errors)].join(', ')})`);
+  const subjects = new Map();
+  for (const m of await streamMessages(n2.url, streamName)) subjects.set(m.subject, (subjects.get(m.subject) || 0) + 1);
+  assert.equal(subjects.size, written);
+  assert.deepEqual([...subjects.values()].filter((n) => n !== 1), [], 'each write once');
+  assert.ok(errors.includes('NATS_UNAVAILABLE'), 'the refused writes were reported and retried');
+  // A fresh client on node 3 sees every write.
+  const fresh = await createDb();
+  const rf = replicatePeople(n3.url, fresh, streamName, { push: undefined, live: false });
+  await rf.awaitInitialReplication();
+  assert.equal(Object.keys(await docsOf(fresh)).length, written);
+  await rf.cancel();
+  await fresh.close();
+});

@@ -187,11 +187,14 @@ export class NatsCluster {
    * @param {string} [o.name] the cluster name
    * @param {boolean} [o.noAdvertise] do not tell clients the other nodes' URLs: a client then
    *   knows only the servers it was given (proxies in front of the nodes, in partition tests)
+   * @param {(from: number, to: number, clusterPort: number) => Promise<number>} [o.routeVia] the
+   *   port node `from` dials to reach node `to`'s cluster port (a proxy per route, to cut them)
    */
-  constructor({ size = 3, name = `c${process.pid}x${Date.now() % 100000}`, noAdvertise = false } = {}) {
+  constructor({ size = 3, name = `c${process.pid}x${Date.now() % 100000}`, noAdvertise = false, routeVia } = {}) {
     this.size = size;
     this.name = name;
     this.noAdvertise = noAdvertise;
+    this.routeVia = routeVia;
     this.nodes = [];
   }
 
@@ -219,7 +222,15 @@ export class NatsCluster {
     for (let i = 0; i < this.size; i++) {
       ports.push({ client: await freePort(), cluster: await freePort(), monitor: await freePort() });
     }
-    const routes = ports.map((p) => `nats-route://127.0.0.1:${p.cluster}`);
+    // routes[i][j]: how node i reaches node j.
+    const routes = [];
+    for (let i = 0; i < this.size; i++) {
+      routes.push([]);
+      for (let j = 0; j < this.size; j++) {
+        const port = this.routeVia && i !== j ? await this.routeVia(i, j, ports[j].cluster) : ports[j].cluster;
+        routes[i].push(`nats-route://127.0.0.1:${port}`);
+      }
+    }
     this.nodes = ports.map((p, i) => {
       // JetStream comes from the config's jetstream block (with -js -sd the store_dir is set twice).
       const node = new NatsServer({ jetstream: false, monitor: true });
@@ -233,7 +244,7 @@ export class NatsCluster {
         `cluster {`,
         `  name: ${this.name}`,
         `  listen: 127.0.0.1:${p.cluster}`,
-        `  routes: [${routes.filter((_, j) => j !== i).join(', ')}]`,
+        `  routes: [${routes[i].filter((_, j) => j !== i).join(', ')}]`,
         ...(this.noAdvertise ? ['  no_advertise: true'] : []),
         `}`,
       ].join('\n');
