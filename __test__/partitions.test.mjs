@@ -49,8 +49,8 @@ test('a link silent for 20 s is reported within pingInterval × maxPingOut; afte
   await b.people.bulkInsert(Array.from({ length: 300 }, (_, i) => person('b', i)));
   await waitFor(() => lost.length > 0, 'the silent link on error$', 20000);
   const detectedMs = lost[0] - cut;
-  // async-nats checks the link on a timer of its own: one ping period of slack on a busy machine.
-  assert.ok(detectedMs <= PING_INTERVAL * MAX_PING_OUT + PING_INTERVAL, `reported ${detectedMs} ms after the cut`);
+  // Due within pingInterval × maxPingOut (the client aims 5% below); 1 s of slack for a busy machine.
+  assert.ok(detectedMs <= PING_INTERVAL * MAX_PING_OUT + 1000, `reported ${detectedMs} ms after the cut`);
   t.diagnostic(`silent link reported ${detectedMs} ms after the cut`);
   // The partition lasts 20 s whatever the machine's speed, then heals.
   await sleep(Math.max(0, cut + 20000 - Date.now()));
