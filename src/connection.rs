@@ -97,7 +97,9 @@ impl Connection {
         ReplicationError::new(
             ErrorCode::Unavailable,
             format!(
-                "lost the connection to the NATS server at {}: the socket closed, or no byte came                  back for {} ms (connection.pingInterval × maxPingOut; a network partition looks                  like that). Reconnecting every reconnectTimeWait; writes wait and are retried",
+                "lost the connection to the NATS server at {}: the socket closed, or no byte came \
+                 back for {} ms (connection.pingInterval × maxPingOut; a network partition looks \
+                 like that). Reconnecting every reconnectTimeWait; writes wait and are retried",
                 self.servers,
                 self.silent_link_after.as_millis()
             ),

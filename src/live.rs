@@ -99,7 +99,6 @@ enum OnEvent {
     Continue,
     /// Tell RxDB the credentials were refused on a reconnect, then keep reading.
     ReportRefused,
-
     /// The consumer may be gone or stale: start a new one after the last message taken.
     Recreate,
 }

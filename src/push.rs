@@ -247,7 +247,9 @@ fn link_lost(writes: &[Write]) -> ReplicationError {
     ReplicationError::new(
         crate::error::ErrorCode::Unavailable,
         format!(
-            "the link to the NATS server was lost before it acknowledged the batch of {}              document(s) starting with {first:?}; the replication retries it (a write that was              stored is then seen as stored, never written twice)",
+            "the link to the NATS server was lost before it acknowledged the batch of {} \
+             document(s) starting with {first:?}; the replication retries it (a write that was \
+             stored is then seen as stored, never written twice)",
             writes.len()
         ),
     )
