@@ -31,6 +31,7 @@ export const NOT_ON_2_9 = {
   'types.test.mjs': 'type-checks only',
   'soak.test.mjs': 'minutes of updates; memory and consumers do not depend on the server version',
   'partitions.test.mjs': 'dead-link detection is the client\'s pings; runs on 2.15.1',
+  'runtimes.test.mjs': 'Bun and Deno load the addon; no server-version behaviour',
   'cluster.test.mjs': 'before 2.10.23 a killed stream leader can rejoin without acknowledged writes (seen here on 2.9.10: it led again with 4,941 of 5,001)',
 };
 
@@ -38,7 +39,7 @@ export const NOT_ON_2_9 = {
 export const NOT_ON_RXDB16 = {
   'install.test.mjs': 'packaging', 'types.test.mjs': 'packaging', 'registry.test.mjs': 'packaging', 'release.test.mjs': 'packaging',
   'outage.test.mjs': 'minute-long, about the connection', 'soak.test.mjs': 'minutes of updates',
-  'cluster.test.mjs': 'about the server', 'security.test.mjs': 'about the connection', 'partitions.test.mjs': 'about the connection', 'secrets.test.mjs': 'about the connection',
+  'cluster.test.mjs': 'about the server', 'security.test.mjs': 'about the connection', 'partitions.test.mjs': 'about the connection', 'runtimes.test.mjs': 'runs the repository\'s build under Bun and Deno', 'secrets.test.mjs': 'about the connection',
   'attachments-rxdb16-17.test.mjs': 'runs RxDB 16 next to 17 by itself',
   'options.test.mjs': 'about the repository\'s files, not RxDB',
 };

@@ -1,0 +1,58 @@
+'use strict';
+/**
+ * Bun and Deno, pinned, fetched once from the npm registry (the packages `bun` and `@deno/<platform>`)
+ * into .cache/, as nats-server is: the smoke test runs the addon under both. Run directly
+ * (`node scripts/runtimes.cjs`) it provisions them and prints their paths and versions.
+ */
+const fs = require('fs');
+const path = require('path');
+const { execFileSync } = require('child_process');
+
+const BUN_VERSION = '1.4.4';
+const DENO_VERSION = '2.9.6';
+const CACHE = path.join(__dirname, '..', '.cache', 'runtimes');
+
+/** The npm package that carries the Deno binary for this machine. */
+function denoPackage() {
+  const arch = { x64: 'x64', arm64: 'arm64' }[process.arch];
+  if (!arch) throw new Error(`no Deno package for ${process.arch}`);
+  if (process.platform === 'linux') return `@deno/linux-${arch}-glibc`;
+  if (process.platform === 'darwin') return `@deno/darwin-${arch}`;
+  if (process.platform === 'win32') return `@deno/win32-${arch}`;
+  throw new Error(`no Deno package for ${process.platform}`);
+}
+
+/** Installs `pkg@version` into its own folder under .cache/runtimes once; returns the folder. */
+function installed(name, pkg, version) {
+  const dir = path.join(CACHE, `${name}-${version}`);
+  const done = path.join(dir, '.installed');
+  if (!fs.existsSync(done)) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.mkdirSync(dir, { recursive: true });
+    const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+    execFileSync(npm, ['install', '--no-save', '--no-package-lock', '--no-audit', '--no-fund', '--prefix', dir, `${pkg}@${version}`], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    fs.writeFileSync(done, `${pkg}@${version}\n`);
+  }
+  return dir;
+}
+
+function bunBin() {
+  const dir = installed('bun', 'bun', BUN_VERSION);
+  return path.join(dir, 'node_modules', '.bin', process.platform === 'win32' ? 'bun.exe' : 'bun');
+}
+
+function denoBin() {
+  const pkg = denoPackage();
+  const dir = installed('deno', pkg, DENO_VERSION);
+  return path.join(dir, 'node_modules', ...pkg.split('/'), process.platform === 'win32' ? 'deno.exe' : 'deno');
+}
+
+module.exports = { bunBin, denoBin, BUN_VERSION, DENO_VERSION };
+
+if (require.main === module) {
+  for (const bin of [bunBin(), denoBin()]) {
+    console.log(`${bin} (${execFileSync(bin, ['--version']).toString().split('\n')[0].trim()})`);
+  }
+}
