@@ -1,9 +1,11 @@
-// `node scripts/install-smoke.mjs <tarball dir> [<platform>]`: the release workflow's check on each platform it
+// `node scripts/install-smoke.mjs <tarball dir> [<platform>] [--runtimes]`: the release workflow's check on each platform it
 // has a runner for. Installs the main tarball and this machine's platform tarball from <dir> (the
 // output of `npm run pack:local`) with RxDB and rxjs into a fresh project, then replicates a document
 // between two RxDB databases through a real nats-server (NATS_SERVER_BIN, else as the tests find
 // it), from ESM and from CommonJS, and checks that the binary loaded is the platform package's.
-// With <platform> (e.g. darwin-x64), it first checks that this Node.js is that platform's.
+// With <platform> (e.g. darwin-x64), it first checks that this Node.js is that platform's. With
+// --runtimes it also runs __test__/fixtures/runtime-smoke.mjs against the installed package under
+// the pinned Bun and Deno (scripts/runtimes.cjs fetches them from npm; not on musl).
 // No Rust and no devDependency needed: it runs on a runner, or in a node:*-alpine container, that
 // has only Node.js, npm and the nats-server binary.
 import { spawnSync } from 'node:child_process';
@@ -11,6 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
 import { hostPlatformDir } from './pack-local.mjs';
 import { startNatsServer } from './nats-server-process.mjs';
 
@@ -30,9 +33,11 @@ function run(cmd, args, cwd) {
   return result.stdout;
 }
 
-const dir = path.resolve(process.argv[2] || fail('usage: node scripts/install-smoke.mjs <tarball dir> [<platform>]'));
+const withRuntimes = process.argv.includes('--runtimes');
+const [dirArg, platformArg] = process.argv.slice(2).filter((a) => a !== '--runtimes');
+const dir = path.resolve(dirArg || fail('usage: node scripts/install-smoke.mjs <tarball dir> [<platform>] [--runtimes]'));
 const platform = hostPlatformDir();
-if (process.argv[3] && process.argv[3] !== platform) fail(`this Node.js runs on ${platform}, not ${process.argv[3]}`);
+if (platformArg && platformArg !== platform) fail(`this Node.js runs on ${platform}, not ${platformArg}`);
 const main = path.join(dir, `${name}-${version}.tgz`);
 const binaryPackage = `${name}-${platform}`;
 const platformTarball = path.join(dir, `${binaryPackage}-${version}.tgz`);
@@ -60,6 +65,17 @@ try {
     const binaries = loaded.filter((f) => f.endsWith('.node')).map((f) => fs.realpathSync(f));
     if (binaries.join() !== expectedBinary) fail(`${program} loaded ${binaries.join(', ') || 'no binary'}, expected ${expectedBinary}`);
     console.log(`${program}: replicated through ${server.url} on ${platform}, Node ${process.versions.node}, with ${path.relative(project, expectedBinary)}`);
+  }
+  if (withRuntimes) {
+    const { bunBin, denoBin, BUN_VERSION, DENO_VERSION } = createRequire(import.meta.url)('./runtimes.cjs');
+    fs.copyFileSync(path.join(root, '__test__', 'fixtures', 'runtime-smoke.mjs'), path.join(project, 'runtime-smoke.mjs'));
+    for (const [runtime, cmd, args] of [[`Bun ${BUN_VERSION}`, bunBin(), []], [`Deno ${DENO_VERSION}`, denoBin(), ['run', '-A']]]) {
+      const result = spawnSync(cmd, [...args, 'runtime-smoke.mjs', server.url, `smoke${runtime.split(' ')[0].toLowerCase()}`], {
+        cwd: project, encoding: 'utf8', timeout: 2 * 60 * 1000, env: { ...process.env, RXDB_NATS_SMOKE_INSTALLED: '1' },
+      });
+      if (result.status !== 0 || !/smoke ok/.test(result.stdout)) fail(`${runtime}: exited with ${result.status ?? result.error}:\n${result.stdout}\n${result.stderr}`);
+      console.log(`${runtime}: replicated both ways and exited after cancel(), on ${platform}`);
+    }
   }
 } finally {
   await server.destroy();

@@ -29,9 +29,10 @@ function installed(name, pkg, version) {
   if (!fs.existsSync(done)) {
     fs.rmSync(dir, { recursive: true, force: true });
     fs.mkdirSync(dir, { recursive: true });
-    const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
-    execFileSync(npm, ['install', '--no-save', '--no-package-lock', '--no-audit', '--no-fund', '--prefix', dir, `${pkg}@${version}`], {
+    // npm is a .cmd file on Windows, which only a shell starts.
+    execFileSync('npm', ['install', '--no-save', '--no-package-lock', '--no-audit', '--no-fund', '--prefix', dir, `${pkg}@${version}`], {
       stdio: ['ignore', 'ignore', 'inherit'],
+      shell: process.platform === 'win32',
     });
     fs.writeFileSync(done, `${pkg}@${version}\n`);
   }
@@ -40,7 +41,8 @@ function installed(name, pkg, version) {
 
 function bunBin() {
   const dir = installed('bun', 'bun', BUN_VERSION);
-  return path.join(dir, 'node_modules', '.bin', process.platform === 'win32' ? 'bun.exe' : 'bun');
+  // The package's own binary (named bun.exe on every platform), not the .bin shim.
+  return path.join(dir, 'node_modules', 'bun', 'bin', 'bun.exe');
 }
 
 function denoBin() {
