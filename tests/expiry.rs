@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use futures::StreamExt;
-use rxdb_nats_native::replication::Pushed;
+use rxdb_nats_native::replication::{Pushed, Replication};
 use serde_json::json;
 use std::time::Duration;
 
@@ -13,6 +13,18 @@ fn sequence(pushed: &[Pushed]) -> u64 {
         Pushed::Written(seq) => *seq,
         other => panic!("expected a write, got {other:?}"),
     }
+}
+
+/// Writes document `id`, then deletes it on top of that revision.
+async fn create_then_delete(r: &Replication, id: &str) {
+    let seq = sequence(
+        &r.publish(vec![write(id, json!({"id": id, "v": 1}), 0)], 0)
+            .await
+            .unwrap(),
+    );
+    r.publish(vec![write(id, json!({"id": id, "_deleted": true}), seq)], 0)
+        .await
+        .unwrap();
 }
 
 /// The messages stream `name` holds on `subject`, read with async-nats.
@@ -82,12 +94,12 @@ async fn a_deletion_replaces_the_history_of_its_document_and_then_expires() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deletion_on_a_stale_sequence_is_a_conflict_in_both_layouts() {
+    // Without a TTL: tests/replication.rs (a_kv_deletion_on_a_stale_sequence_is_a_conflict).
     let server = start_server();
     let name = unique("staledel");
     for r in [
         ttl_replication(&server, &name, 1000),
         kv_ttl_replication(&server, &name, 1000),
-        kv_replication(&server, &unique("staledelkv")),
     ] {
         let first = sequence(
             &r.publish(vec![write("x", json!({"id": "x", "v": 1}), 0)], 0)
@@ -116,17 +128,7 @@ async fn a_kv_deletion_with_a_ttl_is_a_purge_marker_that_expires() {
     let bucket = unique("kvttl");
     // A TTL no run outlasts, to read the marker; the expiry is checked on a bucket of 1 s below.
     let r = kv_ttl_replication(&server, &bucket, 600_000);
-    let seq = sequence(
-        &r.publish(vec![write("k", json!({"id": "k", "v": 1}), 0)], 0)
-            .await
-            .unwrap(),
-    );
-    r.publish(
-        vec![write("k", json!({"id": "k", "_deleted": true}), seq)],
-        0,
-    )
-    .await
-    .unwrap();
+    create_then_delete(&r, "k").await;
     let js = async_nats::jetstream::new(async_nats::connect(&server.url).await.unwrap());
     let stream = js.get_stream(format!("KV_{bucket}")).await.unwrap();
     let marker = stream
@@ -151,17 +153,7 @@ async fn a_kv_deletion_with_a_ttl_is_a_purge_marker_that_expires() {
     // The marker expires, and with it the last trace of the key.
     let bucket = unique("kvttl");
     let r = kv_ttl_replication(&server, &bucket, 1000);
-    let seq = sequence(
-        &r.publish(vec![write("k", json!({"id": "k", "v": 1}), 0)], 0)
-            .await
-            .unwrap(),
-    );
-    r.publish(
-        vec![write("k", json!({"id": "k", "_deleted": true}), seq)],
-        0,
-    )
-    .await
-    .unwrap();
+    create_then_delete(&r, "k").await;
     eventually(Duration::from_secs(10), "the marker to expire", || async {
         let info = js.get_stream(format!("KV_{bucket}")).await.unwrap();
         (info.cached_info().state.messages == 0).then_some(())
