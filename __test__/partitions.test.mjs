@@ -83,7 +83,12 @@ test('a client of a 3-node cluster whose link to its node goes silent for good f
     connection: { servers: proxies.map((p) => p.url), pingInterval: PING_INTERVAL, maxPingOut: MAX_PING_OUT },
     streamConfig: { replicas: 3 },
   });
+  // The writer below stops first, also when an assertion failed while it ran.
+  let writing = true;
+  let writer;
   t.after(async () => {
+    writing = false;
+    await writer?.catch(() => {});
     await r.cancel();
     await db.close();
   });
@@ -94,9 +99,8 @@ test('a client of a 3-node cluster whose link to its node goes silent for good f
   const onStream = async () => (await jsm.streams.info(streamName)).state.messages;
 
   // Writes, one every 100 ms, until told to stop.
-  let writing = true;
   let written = 0;
-  const writer = (async () => {
+  writer = (async () => {
     while (writing) {
       await db.people.insert(person('w', written++));
       await sleep(100);
@@ -146,7 +150,12 @@ test('a node cut off from its peers: writes through it are refused and retried, 
   const db = await createDb();
   // The client knows node 1 only.
   const r = replicatePeople(n1.url, db, streamName, { connection: { servers: n1.url }, streamConfig: { replicas: 3 } });
+  // The writer below stops first, also when an assertion failed while it ran.
+  let writing = true;
+  let writer;
   t.after(async () => {
+    writing = false;
+    await writer?.catch(() => {});
     await r.cancel();
     await db.close();
   });
@@ -172,9 +181,8 @@ test('a node cut off from its peers: writes through it are refused and retried, 
     }
   };
 
-  let writing = true;
   let written = 0;
-  const writer = (async () => {
+  writer = (async () => {
     while (writing) {
       await db.people.insert(person('c', written++));
       await sleep(100);

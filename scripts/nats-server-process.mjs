@@ -246,6 +246,9 @@ export class NatsCluster {
         `  listen: 127.0.0.1:${p.cluster}`,
         `  routes: [${routes[i].filter((_, j) => j !== i).join(', ')}]`,
         ...(this.noAdvertise ? ['  no_advertise: true'] : []),
+        // Through proxies, a node must not learn another's real cluster port from gossip (it would
+        // route around a cut): each advertises a port nothing listens on; the explicit routes suffice.
+        ...(this.routeVia ? ['  advertise: "127.0.0.1:1"'] : []),
         `}`,
       ].join('\n');
       return node;
