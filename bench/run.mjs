@@ -36,6 +36,7 @@ const OFFICIAL_MAX_N = Number(env.BENCH_OFFICIAL_MAX_N || 10000);
 const OFFICIAL_RUNS = QUICK ? 1 : Number(env.BENCH_OFFICIAL_RUNS || RUNS);
 const ONLY = env.BENCH_ONLY;
 const DELAY_MS = Number(env.BENCH_DELAY_MS || 20);
+const LATENCY_WRITES_TEXT = env.BENCH_LATENCY_WRITES || '200';
 const REVISIONS = [[1000, 50], [10000, 20]];
 // Single writes timed per latency run (a quick run over the slow link would spend minutes on 200).
 env.BENCH_LATENCY_WRITES ||= QUICK ? '50' : '200';
@@ -114,6 +115,18 @@ if (part('kv')) {
   for (const layout of ['stream', 'kv']) {
     for (const scenario of ['push', 'pull']) {
       cell('native', scenario, KV_N, 100, { env: { BENCH_LAYOUT: layout }, key: `layout/${layout}/${scenario}` });
+    }
+  }
+}
+
+// Live latency from another process (a nats.js writer), with 1 and 10 collections replicated
+// in the reader's process, each seeded with REMOTE_N documents; raw nats.js delivery beside.
+const REMOTE_N = 2000;
+const REMOTE_COLLECTIONS = [1, 10];
+if (part('remote')) {
+  for (const k of REMOTE_COLLECTIONS) {
+    for (const impl of ['rawjs', 'native', 'official']) {
+      cell(impl, 'remoteLatency', REMOTE_N, 100, { key: `remote/${impl}/${k}`, env: { BENCH_COLLECTIONS: String(k) } });
     }
   }
 }
@@ -285,6 +298,20 @@ if (part('kv')) {
   const t = [`| layout (native, ${KV_N} documents, batches of 100) | push ms | pull ms |`, '| --- | ---: | ---: |'];
   for (const [layout, label] of [['stream', 'stream (`streamName` + `subjectPrefix`)'], ['kv', 'KV bucket (`kv: { bucket }`)']]) {
     t.push(`| ${label} | ${withSpread(stat(`layout/${layout}/push`))} | ${withSpread(stat(`layout/${layout}/pull`))} |`);
+  }
+  tables.push(t.join('\n'));
+}
+
+if (part('remote')) {
+  const t = [
+    `| live latency, ${LATENCY_WRITES_TEXT} single writes by a nats.js client in another process | collections | p50 ms | p95 ms | p99 ms |`,
+    '| --- | ---: | ---: | ---: | ---: |',
+  ];
+  for (const k of REMOTE_COLLECTIONS) {
+    for (const [impl, label] of [['rawjs', 'raw nats.js delivery (a consumer per stream, no RxDB)'], ['native', 'native'], ['official', 'official']]) {
+      const [p50, p95, p99] = ['p50', 'p95', 'p99'].map((f) => stat(`remote/${impl}/${k}`, f));
+      t.push(`| ${label} | ${k} × ${REMOTE_N} docs | ${withSpread(p50, 2)} | ${withSpread(p95, 2)} | ${withSpread(p99, 2)} |`);
+    }
   }
   tables.push(t.join('\n'));
 }

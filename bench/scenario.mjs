@@ -438,6 +438,80 @@ const scenarios = {
     return timeSingleWrites(a, b);
   },
 
+  // Live latency from another process: a nats.js writer (bench/remote-writer.mjs) publishes
+  // single writes round-robin over BENCH_COLLECTIONS streams, each seeded with N documents; this
+  // process replicates every collection (impl native or official), or reads the streams with
+  // nats.js alone (impl rawjs: what delivery costs without RxDB). Each sample is the time from
+  // just before the writer's publish to the document's insert event here (epoch clocks of the
+  // same machine); the writer waits for it before the next write.
+  async remoteLatency() {
+    const K = Number(process.env.BENCH_COLLECTIONS || 1);
+    const { spawn } = await import('node:child_process');
+    const writer = spawn(process.execPath, [fileURLToPath(new URL('./remote-writer.mjs', import.meta.url)), server.url, String(K), String(N), String(LATENCY_WRITES)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const lines = [];
+    writer.stdout.on('data', (d) => lines.push(...d.toString().split('\n').filter(Boolean)));
+    const line = (text) => new Promise((resolve) => {
+      const check = setInterval(() => lines.includes(text) && (clearInterval(check), resolve()), 10);
+    });
+    await line('seeded');
+    const nc = await connect({ servers: server.url });
+    const samples = [];
+    const onArrival = (id, name) => {
+      if (!id.startsWith('w')) return;
+      samples.push(performance.timeOrigin + performance.now() - Number(name));
+      nc.publish('bench.seen', new TextEncoder().encode(id));
+    };
+    const readers = [];
+    if (impl === 'rawjs') {
+      const js = nc.jetstream();
+      for (let k = 0; k < K; k++) {
+        const consumer = await js.consumers.get(`bench${k}`, { deliver_policy: 'new' });
+        const messages = await consumer.consume();
+        (async () => {
+          for await (const m of messages) {
+            const doc = m.json();
+            onArrival(doc.id, doc.name);
+          }
+        })();
+        readers.push({ cancel: async () => messages.close() });
+      }
+    } else {
+      const db = await createRxDatabase({ name: `remote${process.pid}`, storage: getRxStorageMemory(), multiInstance: false });
+      const collections = {};
+      for (let k = 0; k < K; k++) collections[`docs${k}`] = { schema };
+      await db.addCollections(collections);
+      const replicateNats = impl === 'native' ? replicateNative : replicateOfficial;
+      for (let k = 0; k < K; k++) {
+        const collection = db[`docs${k}`];
+        collection.insert$.subscribe((ev) => onArrival(ev.documentId, ev.documentData.name));
+        const r = replicateNats({
+          collection, replicationIdentifier: `remote${k}`, streamName: `bench${k}`, subjectPrefix: `bench${k}.docs`,
+          connection: impl === 'official' ? { servers: server.url, maxReconnectAttempts: 0 } : { servers: server.url },
+          pull: { batchSize: BATCH }, push: { batchSize: BATCH }, live: true, retryTime: 1000,
+        });
+        readers.push(r);
+      }
+      // The official plugin's initial pull waits for its fetch to expire: wait for the documents instead.
+      await timeUntil(performance.now(), async () => {
+        let n = 0;
+        for (let k = 0; k < K; k++) n += await db[`docs${k}`].count().exec();
+        return n;
+      }, K * N);
+    }
+    writer.stdin.write('go\n');
+    await Promise.race([line('done'), new Promise((r) => setTimeout(r, LIMIT_MS))]);
+    writer.kill();
+    await Promise.all(readers.map((r) => r.cancel()));
+    await nc.close();
+    samples.sort((x, y) => x - y);
+    const pct = (p) => samples[Math.min(samples.length - 1, Math.floor(p * samples.length))];
+    return {
+      ms: samples.reduce((s, x) => s + x, 0),
+      p50: pct(0.5), p95: pct(0.95), p99: pct(0.99), max: samples[samples.length - 1],
+      reached: samples.length, complete: samples.length === LATENCY_WRITES,
+    };
+  },
+
   // N short-lived documents, BATCH at a time: each is created, updated once and deleted, each
   // step pushed before the next. What the stream holds then (messages, bytes), and, with
   // BENCH_TOMBSTONE_TTL_MS, once the tombstones have expired (after which it holds nothing).
