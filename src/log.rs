@@ -74,13 +74,7 @@ pub fn register_secrets(options: &ConnectionOptions) {
             );
         }
     }
-    if let Some(content) = options
-        .creds_file
-        .as_ref()
-        .and_then(|f| std::fs::read_to_string(f).ok())
-    {
-        found.extend(creds_lines(&content));
-    }
+    // A creds file is registered by creds.rs each time it is read (at every connect).
     remember(found);
 }
 
