@@ -580,6 +580,14 @@ mod tests {
         ReplicationOptions::from_json(json)
     }
 
+    /// `result` is refused as an invalid option whose message names `named` (`input` for the
+    /// failure message).
+    fn assert_invalid<T: std::fmt::Debug>(result: Result<T>, named: &str, input: &str) {
+        let err = result.unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidOption, "{input}");
+        assert!(err.message.contains(named), "{input}: {}", err.message);
+    }
+
     const BASE: &str = r#""streamName":"s","subjectPrefix":"app.docs","primaryPath":"id""#;
 
     #[test]
@@ -606,9 +614,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        let err = parse(&format!(r#"{{{BASE},"connection":{{"sever":"x"}}}}"#)).unwrap_err();
-        assert_eq!(err.code, ErrorCode::InvalidOption);
-        assert!(err.message.contains("sever"), "{}", err.message);
+        let json = format!(r#"{{{BASE},"connection":{{"sever":"x"}}}}"#);
+        assert_invalid(parse(&json), "sever", &json);
     }
 
     #[test]
@@ -692,9 +699,7 @@ mod tests {
             ),
             (r#""attachments":{"bukket":"x"}"#, "bukket"),
         ] {
-            let err = parse(&format!("{{{BASE},{json}}}")).unwrap_err();
-            assert_eq!(err.code, ErrorCode::InvalidOption);
-            assert!(err.message.contains(named), "{json}: {}", err.message);
+            assert_invalid(parse(&format!("{{{BASE},{json}}}")), named, json);
         }
         // A stream name that cannot name a bucket matters only with attachments in the schema.
         let odd = r#""streamName":"s$1","subjectPrefix":"p","primaryPath":"id""#;
@@ -726,13 +731,7 @@ mod tests {
             Some(2)
         );
         for bad in ["999", "0", "-5", "1.5", "\"1h\""] {
-            let err = with(bad).unwrap_err();
-            assert_eq!(err.code, ErrorCode::InvalidOption);
-            assert!(
-                err.message.contains("tombstoneTtl"),
-                "{bad}: {}",
-                err.message
-            );
+            assert_invalid(with(bad), "tombstoneTtl", bad);
         }
     }
 
@@ -752,9 +751,7 @@ mod tests {
             (r#"{"maxPingOut":0}"#, "maxPingOut"),
             (r#"{"maxPingOut":-1}"#, "maxPingOut"),
         ] {
-            let err = with(bad).unwrap_err();
-            assert_eq!(err.code, ErrorCode::InvalidOption);
-            assert!(err.message.contains(option), "{bad}: {}", err.message);
+            assert_invalid(with(bad), option, bad);
         }
     }
 

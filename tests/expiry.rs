@@ -8,20 +8,13 @@ use rxdb_nats_native::replication::{Pushed, Replication};
 use serde_json::json;
 use std::time::Duration;
 
-fn sequence(pushed: &[Pushed]) -> u64 {
-    match &pushed[0] {
-        Pushed::Written(seq) => *seq,
-        other => panic!("expected a write, got {other:?}"),
-    }
-}
-
 /// Writes document `id`, then deletes it on top of that revision.
 async fn create_then_delete(r: &Replication, id: &str) {
-    let seq = sequence(
+    let seq = written(
         &r.publish(vec![write(id, json!({"id": id, "v": 1}), 0)], 0)
             .await
             .unwrap(),
-    );
+    )[0];
     r.publish(vec![write(id, json!({"id": id, "_deleted": true}), seq)], 0)
         .await
         .unwrap();
@@ -47,16 +40,16 @@ async fn a_deletion_replaces_the_history_of_its_document_and_then_expires() {
     let server = start_server();
     let name = unique("ttl");
     let r = ttl_replication(&server, &name, 1000);
-    let first = sequence(
+    let first = written(
         &r.publish(vec![write("a", json!({"id": "a", "v": 1}), 0)], 0)
             .await
             .unwrap(),
-    );
-    let second = sequence(
+    )[0];
+    let second = written(
         &r.publish(vec![write("a", json!({"id": "a", "v": 2}), first)], 0)
             .await
             .unwrap(),
-    );
+    )[0];
     r.publish(vec![write("b", json!({"id": "b"}), 0)], 0)
         .await
         .unwrap();
@@ -101,22 +94,8 @@ async fn a_deletion_on_a_stale_sequence_is_a_conflict_in_both_layouts() {
         ttl_replication(&server, &name, 1000),
         kv_ttl_replication(&server, &name, 1000),
     ] {
-        let first = sequence(
-            &r.publish(vec![write("x", json!({"id": "x", "v": 1}), 0)], 0)
-                .await
-                .unwrap(),
-        );
-        r.publish(vec![write("x", json!({"id": "x", "v": 2}), first)], 0)
-            .await
-            .unwrap();
         // A deletion by a client that saw only the first revision must not win unseen.
-        let pushed = r
-            .publish(
-                vec![write("x", json!({"id": "x", "_deleted": true}), first)],
-                0,
-            )
-            .await
-            .unwrap();
+        let pushed = stale_deletion(&r).await;
         assert!(matches!(pushed[0], Pushed::Conflict(_)), "{pushed:?}");
         r.close().await;
     }

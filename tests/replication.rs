@@ -10,16 +10,6 @@ use rxdb_nats_native::replication::Pushed;
 use serde_json::json;
 use std::time::Duration;
 
-fn written(pushed: &[Pushed]) -> Vec<u64> {
-    pushed
-        .iter()
-        .map(|p| match p {
-            Pushed::Written(seq) => *seq,
-            other => panic!("expected a write, got {other:?}"),
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn pushed_documents_are_pulled_by_another_replication_in_batches() {
     let server = start_server();
@@ -235,22 +225,8 @@ async fn a_kv_create_replaces_a_delete_marker_without_a_conflict() {
 async fn a_kv_deletion_on_a_stale_sequence_is_a_conflict() {
     let server = start_server();
     let r = kv_replication(&server, &unique("staledel"));
-    let first = written(
-        &r.publish(vec![write("x", json!({"id": "x", "v": 1}), 0)], 0)
-            .await
-            .unwrap(),
-    )[0];
-    r.publish(vec![write("x", json!({"id": "x", "v": 2}), first)], 0)
-        .await
-        .unwrap();
     // A client that saw only the first revision deletes: the newer revision must not go unseen.
-    let pushed = r
-        .publish(
-            vec![write("x", json!({"id": "x", "_deleted": true}), first)],
-            0,
-        )
-        .await
-        .unwrap();
+    let pushed = stale_deletion(&r).await;
     assert!(matches!(pushed[0], Pushed::Conflict(_)), "{pushed:?}");
     let batch = r.pull(0, 10).await.unwrap();
     assert_eq!(

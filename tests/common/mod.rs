@@ -9,7 +9,7 @@ pub use test_server::{start_server, Server};
 
 use rxdb_nats_native::options::ReplicationOptions;
 use rxdb_nats_native::push::Write;
-use rxdb_nats_native::replication::Replication;
+use rxdb_nats_native::replication::{Pushed, Replication};
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -89,4 +89,44 @@ pub fn kv_ttl_replication(server: &Server, bucket: &str, ttl_ms: u64) -> Arc<Rep
             "connection":{{"servers":"{}"}}}}"#,
         server.url
     ))
+}
+
+/// The sequences of a push that wrote every document (panics on any other outcome).
+pub fn written(pushed: &[Pushed]) -> Vec<u64> {
+    pushed
+        .iter()
+        .map(|p| match p {
+            Pushed::Written(seq) => *seq,
+            other => panic!("expected a write, got {other:?}"),
+        })
+        .collect()
+}
+
+/// Writes document `x` twice, then deletes it as a client that saw only the first revision
+/// would: the outcome of that deletion.
+pub async fn stale_deletion(r: &Replication) -> Vec<Pushed> {
+    let first = written(
+        &r.publish(
+            vec![write("x", serde_json::json!({"id": "x", "v": 1}), 0)],
+            0,
+        )
+        .await
+        .unwrap(),
+    )[0];
+    r.publish(
+        vec![write("x", serde_json::json!({"id": "x", "v": 2}), first)],
+        0,
+    )
+    .await
+    .unwrap();
+    r.publish(
+        vec![write(
+            "x",
+            serde_json::json!({"id": "x", "_deleted": true}),
+            first,
+        )],
+        0,
+    )
+    .await
+    .unwrap()
 }
