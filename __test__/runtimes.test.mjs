@@ -11,7 +11,7 @@ import { startNatsServer } from './harness/nats-server.mjs';
 import { uniqueName } from './harness/rxdb.mjs';
 
 const require = createRequire(import.meta.url);
-const { bunBin, denoBin, BUN_VERSION, DENO_VERSION } = require('../scripts/runtimes.cjs');
+const { RUNTIMES } = require('../scripts/runtimes.cjs');
 const fixture = fileURLToPath(new URL('./fixtures/runtime-smoke.mjs', import.meta.url));
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -46,13 +46,9 @@ function run(cmd, args, ms = 60000) {
   });
 }
 
-const runtimes = [
-  ['Node.js', () => [process.execPath, []], process.version],
-  ['Bun', () => [bunBin(), []], BUN_VERSION],
-  ['Deno', () => [denoBin(), ['run', '-A']], DENO_VERSION],
-];
+const runtimes = [{ name: 'Node.js', version: process.version, command: () => [process.execPath, []] }, ...RUNTIMES];
 
-for (const [name, command, version] of runtimes) {
+for (const { name, command, version } of runtimes) {
   test(`${name} ${version}: two databases replicate both ways, live, and the process exits after cancel()`, { timeout: 600000 }, async (t) => {
     // The first run fetches the runtime (tens of MB); it is kept in .cache/.
     const [cmd, args] = command();

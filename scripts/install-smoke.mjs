@@ -67,10 +67,12 @@ try {
     console.log(`${program}: replicated through ${server.url} on ${platform}, Node ${process.versions.node}, with ${path.relative(project, expectedBinary)}`);
   }
   if (withRuntimes) {
-    const { bunBin, denoBin, BUN_VERSION, DENO_VERSION } = createRequire(import.meta.url)('./runtimes.cjs');
+    const { RUNTIMES } = createRequire(import.meta.url)('./runtimes.cjs');
     fs.copyFileSync(path.join(root, '__test__', 'fixtures', 'runtime-smoke.mjs'), path.join(project, 'runtime-smoke.mjs'));
-    for (const [runtime, cmd, args] of [[`Bun ${BUN_VERSION}`, bunBin(), []], [`Deno ${DENO_VERSION}`, denoBin(), ['run', '-A']]]) {
-      const result = spawnSync(cmd, [...args, 'runtime-smoke.mjs', server.url, `smoke${runtime.split(' ')[0].toLowerCase()}`], {
+    for (const { name, version, command } of RUNTIMES) {
+      const runtime = `${name} ${version}`;
+      const [cmd, args] = command();
+      const result = spawnSync(cmd, [...args, 'runtime-smoke.mjs', server.url, `smoke${name.toLowerCase()}`], {
         cwd: project, encoding: 'utf8', timeout: 2 * 60 * 1000, env: { ...process.env, RXDB_NATS_SMOKE_INSTALLED: '1' },
       });
       if (result.status !== 0 || !/smoke ok/.test(result.stdout)) fail(`${runtime}: exited with ${result.status ?? result.error}:\n${result.stdout}\n${result.stderr}`);

@@ -51,7 +51,13 @@ function denoBin() {
   return path.join(dir, 'node_modules', ...pkg.split('/'), process.platform === 'win32' ? 'deno.exe' : 'deno');
 }
 
-module.exports = { bunBin, denoBin, BUN_VERSION, DENO_VERSION };
+/** How to run a script under each pinned runtime: `{ name, version, command(): [bin, args] }`. */
+const RUNTIMES = [
+  { name: 'Bun', version: BUN_VERSION, command: () => [bunBin(), []] },
+  { name: 'Deno', version: DENO_VERSION, command: () => [denoBin(), ['run', '-A']] },
+];
+
+module.exports = { bunBin, denoBin, BUN_VERSION, DENO_VERSION, RUNTIMES };
 
 if (require.main === module) {
   for (const bin of [bunBin(), denoBin()]) {
