@@ -20,6 +20,29 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const person = (prefix, i) => ({ id: `${prefix}${String(i).padStart(3, '0')}`, name: `${prefix} ${i}`, age: i, tags: [] });
 const ids = (docs) => Object.keys(docs).sort();
 
+/** Inserts documents `<prefix>000`, `<prefix>001`, … into `db`, one every 100 ms, until `stop()`. */
+function steadyWriter(db, prefix) {
+  const writer = { count: 0, running: true };
+  writer.done = (async () => {
+    while (writer.running) {
+      await db.people.insert(person(prefix, writer.count++));
+      await sleep(100);
+    }
+  })();
+  writer.stop = async () => {
+    writer.running = false;
+    await writer.done;
+  };
+  return writer;
+}
+
+/** How many messages each subject of stream `streamName` holds. */
+async function messagesPerSubject(url, streamName) {
+  const counts = new Map();
+  for (const m of await streamMessages(url, streamName)) counts.set(m.subject, (counts.get(m.subject) || 0) + 1);
+  return counts;
+}
+
 test('a link silent for 20 s is reported within pingInterval × maxPingOut; after the heal both sides converge, each write on the stream once', async (t) => {
   const PING_INTERVAL = 2000;
   const MAX_PING_OUT = 2;
@@ -61,9 +84,7 @@ test('a link silent for 20 s is reported within pingInterval × maxPingOut; afte
   await waitFor(async () => ids(await docsOf(a)).join() === all.join() && ids(await docsOf(b)).join() === all.join(), 'all 600 documents on both sides', 10000);
   t.diagnostic(`converged ${Date.now() - healed} ms after the heal`);
   // Every write reached the stream exactly once: no retry after the partition wrote twice.
-  const messages = await streamMessages(server.url, streamName);
-  const perSubject = new Map();
-  for (const m of messages) perSubject.set(m.subject, (perSubject.get(m.subject) || 0) + 1);
+  const perSubject = await messagesPerSubject(server.url, streamName);
   assert.equal(perSubject.size, 600);
   assert.deepEqual([...perSubject.entries()].filter(([, n]) => n !== 1), [], 'each document written once');
   assert.ok((await ra.stats()).reconnects >= 1, 'A reconnected');
@@ -84,11 +105,9 @@ test('a client of a 3-node cluster whose link to its node goes silent for good f
     streamConfig: { replicas: 3 },
   });
   // The writer below stops first, also when an assertion failed while it ran.
-  let writing = true;
   let writer;
   t.after(async () => {
-    writing = false;
-    await writer?.catch(() => {});
+    await writer?.stop().catch(() => {});
     await r.cancel();
     await db.close();
   });
@@ -99,19 +118,13 @@ test('a client of a 3-node cluster whose link to its node goes silent for good f
   const onStream = async () => (await jsm.streams.info(streamName)).state.messages;
 
   // Writes, one every 100 ms, until told to stop.
-  let written = 0;
-  writer = (async () => {
-    while (writing) {
-      await db.people.insert(person('w', written++));
-      await sleep(100);
-    }
-  })();
+  writer = steadyWriter(db, 'w');
   await waitFor(async () => (await onStream()) >= 10, 'the first writes on the stream');
   // Cut the link the client uses now, for good (the node itself stays up for the others).
   const current = proxies.find((p) => p.connections > 0);
   assert.ok(current, 'the client is connected through one proxy');
   const before = await onStream();
-  const writtenAtCut = written;
+  const writtenAtCut = writer.count;
   current.blackhole();
   const cut = Date.now();
   // The first write made after the cut is on the stream once the client reached another node.
@@ -120,13 +133,11 @@ test('a client of a 3-node cluster whose link to its node goes silent for good f
   t.diagnostic(`writes reached the stream again ${failedOverMs} ms after the cut`);
   assert.ok(failedOverMs <= PING_INTERVAL * MAX_PING_OUT + 5000, `${failedOverMs} ms after the cut`);
   await sleep(2000);
-  writing = false;
-  await writer;
+  await writer.stop();
   // Every write is on the stream, each once.
-  await waitFor(async () => (await onStream()) === written, `all ${written} writes on the stream`, 30000);
-  const subjects = new Map();
-  for (const m of await streamMessages(cluster.urls.join(','), streamName)) subjects.set(m.subject, (subjects.get(m.subject) || 0) + 1);
-  assert.equal(subjects.size, written);
+  await waitFor(async () => (await onStream()) === writer.count, `all ${writer.count} writes on the stream`, 30000);
+  const subjects = await messagesPerSubject(cluster.urls.join(','), streamName);
+  assert.equal(subjects.size, writer.count);
   assert.deepEqual([...subjects.values()].filter((n) => n !== 1), []);
   assert.equal(proxies.filter((p) => p !== current && p.connections > 0).length, 1, 'on another node now');
 });
@@ -151,11 +162,9 @@ test('a node cut off from its peers: writes through it are refused and retried, 
   // The client knows node 1 only.
   const r = replicatePeople(n1.url, db, streamName, { connection: { servers: n1.url }, streamConfig: { replicas: 3 } });
   // The writer below stops first, also when an assertion failed while it ran.
-  let writing = true;
   let writer;
   t.after(async () => {
-    writing = false;
-    await writer?.catch(() => {});
+    await writer?.stop().catch(() => {});
     await r.cancel();
     await db.close();
   });
@@ -181,17 +190,11 @@ test('a node cut off from its peers: writes through it are refused and retried, 
     }
   };
 
-  let written = 0;
-  writer = (async () => {
-    while (writing) {
-      await db.people.insert(person('c', written++));
-      await sleep(100);
-    }
-  })();
+  writer = steadyWriter(db, 'c');
   await waitFor(async () => (await onMajority()) >= 10, 'the first writes on the stream');
   for (const route of routes) if (route.from === 0 || route.to === 0) route.proxy.blackhole();
   const cut = Date.now();
-  const writtenAtCut = written;
+  const writtenAtCut = writer.count;
   // The majority elects a leader of its own; nothing written through node 1 reaches it.
   const stored = await waitFor(async () => {
     const n = await onMajority();
@@ -200,26 +203,24 @@ test('a node cut off from its peers: writes through it are refused and retried, 
   await sleep(Math.max(0, cut + 15000 - Date.now()));
   const afterCut = await onMajority();
   assert.ok(afterCut < writtenAtCut + 10, `the majority holds ${afterCut} after ${writtenAtCut} writes before the cut (${stored} when it answered)`);
-  assert.ok(written > writtenAtCut + 50, 'the client kept writing during the cut');
+  assert.ok(writer.count > writtenAtCut + 50, 'the client kept writing during the cut');
   const duringCut = errors.length;
 
   for (const route of routes) route.proxy.heal();
   const healed = Date.now();
   await sleep(2000);
-  writing = false;
-  await writer;
-  await waitFor(async () => (await onMajority()) === written, `all ${written} writes on the stream`, 60000);
-  t.diagnostic(`all ${written} writes on the stream ${Date.now() - healed} ms after the heal; ${duringCut} errors during the cut (${[...new Set(errors)].join(', ')})`);
-  const subjects = new Map();
-  for (const m of await streamMessages(n2.url, streamName)) subjects.set(m.subject, (subjects.get(m.subject) || 0) + 1);
-  assert.equal(subjects.size, written);
+  await writer.stop();
+  await waitFor(async () => (await onMajority()) === writer.count, `all ${writer.count} writes on the stream`, 60000);
+  t.diagnostic(`all ${writer.count} writes on the stream ${Date.now() - healed} ms after the heal; ${duringCut} errors during the cut (${[...new Set(errors)].join(', ')})`);
+  const subjects = await messagesPerSubject(n2.url, streamName);
+  assert.equal(subjects.size, writer.count);
   assert.deepEqual([...subjects.values()].filter((n) => n !== 1), [], 'each write once');
   assert.ok(errors.includes('NATS_UNAVAILABLE'), 'the refused writes were reported and retried');
   // A fresh client on node 3 sees every write.
   const fresh = await createDb();
   const rf = replicatePeople(n3.url, fresh, streamName, { push: undefined, live: false });
   await rf.awaitInitialReplication();
-  assert.equal(Object.keys(await docsOf(fresh)).length, written);
+  assert.equal(Object.keys(await docsOf(fresh)).length, writer.count);
   await rf.cancel();
   await fresh.close();
 });
