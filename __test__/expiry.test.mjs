@@ -6,6 +6,7 @@ import { test, before, after } from './harness/test.mjs';
 import assert from 'node:assert/strict';
 import { connect } from 'nats';
 import { compactStream } from 'rxdb-nats-native';
+import { person, ids, range, twoSynced } from './harness/people.mjs';
 import { startNatsServer } from './harness/nats-server.mjs';
 import { createDb, uniqueName, waitFor, docsOf, collectErrors, codeOf, replicatePeople, streamMessages } from './harness/rxdb.mjs';
 
@@ -17,9 +18,6 @@ after(async () => {
   await server.destroy();
 });
 
-const person = (i, extra = {}) => ({ id: `p${String(i).padStart(3, '0')}`, name: `person ${i}`, age: i, tags: [], ...extra });
-const ids = (docs) => Object.keys(docs).sort();
-const range = (from, to) => Array.from({ length: to - from }, (_, k) => from + k);
 
 async function withJsm(fn) {
   const nc = await connect({ servers: server.url });
@@ -36,23 +34,10 @@ const purgeDocuments = (streamName, indexes) =>
     for (const i of indexes) await jsm.streams.purge(streamName, { filter: `${streamName}.people.${person(i).id}` });
   });
 
-/** Two synced databases, A and B, with documents 0..n-1 on the stream. */
-async function twoSynced(streamName, n) {
-  const a = await createDb();
-  const b = await createDb();
-  const ra = replicatePeople(server.url, a, streamName);
-  const rb = replicatePeople(server.url, b, streamName);
-  await Promise.all([ra.awaitInitialReplication(), rb.awaitInitialReplication()]);
-  await a.people.bulkInsert(range(0, n).map((i) => person(i)));
-  await waitFor(async () => ids(await docsOf(b)).length === n, `${n} documents on B`);
-  await ra.awaitInSync();
-  await rb.awaitInSync();
-  return { a, b, ra, rb };
-}
 
 test('a client away while deletions were purged from the stream deletes them when it comes back, and pushes its own writes', async () => {
   const streamName = uniqueName('ghosts');
-  const { a, b, ra, rb } = await twoSynced(streamName, 100);
+  const { a, b, ra, rb } = await twoSynced(server.url, streamName, 100);
   // B stops; A deletes 40 documents; their tombstones (and earlier revisions) then leave the stream.
   await rb.cancel();
   const deleted = range(0, 40);
@@ -92,7 +77,7 @@ test('a client away while deletions were purged from the stream deletes them whe
 
 test('a client that comes back to a stream where nothing was removed does not reconcile', async () => {
   const streamName = uniqueName('noresync');
-  const { a, b, ra, rb } = await twoSynced(streamName, 20);
+  const { a, b, ra, rb } = await twoSynced(server.url, streamName, 20);
   await rb.cancel();
   await a.people.bulkRemove(range(0, 5).map((i) => person(i).id));
   await a.people.bulkInsert(range(100, 103).map((i) => person(i)));
@@ -111,7 +96,7 @@ test("a stream whose limits removed messages a client never read: it reconciles 
   const streamName = uniqueName('limits');
   // The stream keeps 30 messages: older ones go, read or not.
   await withJsm((jsm) => jsm.streams.add({ name: streamName, subjects: [`${streamName}.people.*`], max_msgs: 30 }));
-  const { a, b, ra, rb } = await twoSynced(streamName, 20);
+  const { a, b, ra, rb } = await twoSynced(server.url, streamName, 20);
   await rb.cancel();
   // 20 deletes and 20 creates: the first 10 deletes fall off the stream unread by B.
   await a.people.bulkRemove(range(0, 20).map((i) => person(i).id));
@@ -132,7 +117,7 @@ test("a stream whose limits removed messages a client never read: it reconciles 
 
 test('compactStream removes tombstones older than tombstonesOlderThan with their documents, and clients away reconcile', async () => {
   const streamName = uniqueName('compacttomb');
-  const { a, b, ra, rb } = await twoSynced(streamName, 30);
+  const { a, b, ra, rb } = await twoSynced(server.url, streamName, 30);
   await rb.cancel();
   await a.people.bulkRemove(range(0, 10).map((i) => person(i).id));
   await (await a.people.findOne(person(20).id).exec()).incrementalPatch({ name: 'second revision' });

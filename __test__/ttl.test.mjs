@@ -6,6 +6,7 @@ import { test, before, after } from './harness/test.mjs';
 import assert from 'node:assert/strict';
 import { connect } from 'nats';
 import { replicateNats as replicateNatsOfficial } from 'rxdb/plugins/replication-nats';
+import { person, ids, range, twoSynced } from './harness/people.mjs';
 import { startNatsServer, natsServerVersion, onServer } from './harness/nats-server.mjs';
 import { createDb, uniqueName, waitFor, docsOf, collectErrors, codeOf, replicatePeople, streamMessages, firstMatching } from './harness/rxdb.mjs';
 
@@ -24,9 +25,6 @@ after(async () => {
   await server.destroy();
 });
 
-const person = (i, extra = {}) => ({ id: `p${String(i).padStart(3, '0')}`, name: `person ${i}`, age: i, tags: [], ...extra });
-const ids = (docs) => Object.keys(docs).sort();
-const range = (from, to) => Array.from({ length: to - from }, (_, k) => from + k);
 const idsOf = (indexes) => indexes.map((i) => person(i).id).sort();
 
 async function withNats(fn) {
@@ -55,23 +53,10 @@ const expired = (streamName, indexes) =>
     return indexes.every((i) => !counts[person(i).id]);
   }, `the tombstones of ${indexes.length} documents to expire`);
 
-/** Two synced databases, A and B, both with tombstoneTtl, documents 0..n-1 on the stream. */
-async function twoSynced(streamName, n, extra = ttlConfig) {
-  const a = await createDb();
-  const b = await createDb();
-  const ra = replicatePeople(server.url, a, streamName, extra);
-  const rb = replicatePeople(server.url, b, streamName, extra);
-  await Promise.all([ra.awaitInitialReplication(), rb.awaitInitialReplication()]);
-  await a.people.bulkInsert(range(0, n).map((i) => person(i)));
-  await waitFor(async () => ids(await docsOf(b)).length === n, `${n} documents on B`);
-  await ra.awaitInSync();
-  await rb.awaitInSync();
-  return { a, b, ra, rb };
-}
 
 test('a deletion replaces its document\'s history, then leaves the stream; a fresh client gets only the survivors', needsTtl, async () => {
   const streamName = uniqueName('ttlexpire');
-  const { a, b, ra, rb } = await twoSynced(streamName, 10);
+  const { a, b, ra, rb } = await twoSynced(server.url, streamName, 10, ttlConfig);
   const errors = collectErrors([ra, rb]);
   // Three revisions of p001..p003, then 5 deletions.
   for (const i of [1, 2, 3]) await (await a.people.findOne(person(i).id).exec()).incrementalPatch({ name: 'second' });
@@ -108,7 +93,7 @@ test('a deletion replaces its document\'s history, then leaves the stream; a fre
 
 test('a client stopped across the expiry, with writes of its own, converges when it comes back', needsTtl, async () => {
   const streamName = uniqueName('ttlaway');
-  const { a, b, ra, rb } = await twoSynced(streamName, 40);
+  const { a, b, ra, rb } = await twoSynced(server.url, streamName, 40, ttlConfig);
   await rb.cancel();
   const deleted = range(0, 15);
   await a.people.bulkRemove(idsOf(deleted));
@@ -146,7 +131,7 @@ test('a client stopped across the expiry, with writes of its own, converges when
 test('in the KV layout a deletion is a purge marker that expires, and a client away across it converges', needsTtl, async () => {
   const bucket = uniqueName('ttlkv');
   const kvOptions = { kv: { bucket }, streamName: undefined, subjectPrefix: undefined, replicationIdentifier: `kv-${bucket}`, ...ttlConfig };
-  const { a, b, ra, rb } = await twoSynced(bucket, 20, kvOptions);
+  const { a, b, ra, rb } = await twoSynced(server.url, bucket, 20, kvOptions);
   await rb.cancel();
   const deleted = range(0, 8);
   await a.people.bulkRemove(idsOf(deleted));
