@@ -58,6 +58,11 @@ export interface NatsConnectionOptions {
   /** How many ping intervals a link may stay silent before it is dead (default 2, as nats.js). */
   maxPingOut?: number;
   tls?: NatsTlsOptions;
+  /**
+   * Where replies are received (default `_INBOX`), as nats.js `inboxPrefix`. With
+   * `tenant: true` it is set to the tenant's inbox; another value is an error.
+   */
+  inboxPrefix?: string;
 }
 
 /** Settings used when this library creates the stream; an existing stream is used as it is. */
@@ -85,6 +90,12 @@ export interface NatsStreamConfig {
    * then a purge marker with that TTL. See "Deletions that leave the stream" in the README.
    */
   tombstoneTtl?: number;
+  /**
+   * The stream's subjects (default `[subjectPrefix + '.*']`, the official plugin's): one must
+   * cover `<subjectPrefix>.*`. A stream shared by tenants: `['app.>']` for prefixes `app.<tenant>`.
+   * Not with `kv`.
+   */
+  subjects?: string[];
 }
 
 /**
@@ -195,6 +206,12 @@ export interface NatsSyncOptions<RxDocType> {
   toggleOnDocumentVisible?: boolean;
   /** Settings for a stream this library creates. */
   streamConfig?: NatsStreamConfig;
+  /**
+   * The user has `tenantPermissions()` for this `subjectPrefix` (or `kv.bucket`): receive on the
+   * tenant's own inbox and make only the requests those permissions grant (see "Tenants" in the
+   * README; default false). The tenant's stream must exist. Not an option of the official plugin.
+   */
+  tenant?: boolean;
   /**
    * Largest document in bytes of JSON (default: only the server's `max_payload` limits it).
    * Larger messages on the stream are skipped and reported (`NATS_DOCUMENT_TOO_LARGE`); larger
@@ -368,5 +385,21 @@ export interface NatsCompactResult {
  * `NATS_CONNECT_FAILED`, ...).
  */
 export declare function compactStream(options: NatsCompactOptions): Promise<NatsCompactResult>;
+
+/** A tenant: a prefix on a stream shared with other tenants, or a KV bucket of its own. */
+export type NatsTenant = { streamName: string; subjectPrefix: string } | { kv: { bucket: string } };
+
+/** NATS user permissions, as in a nats-server config `permissions` block. */
+export interface NatsUserPermissions {
+  publish: { allow: string[] };
+  subscribe: { allow: string[] };
+}
+
+/**
+ * The permissions that let a replication with `tenant: true` replicate exactly this tenant's
+ * documents (live, pull, push, conflicts) on nats-server >= 2.10, and read or write no other
+ * tenant's (see "Tenants" in the README). Throws an `RxNatsError` (`NATS_INVALID_OPTION`).
+ */
+export declare function tenantPermissions(tenant: NatsTenant): NatsUserPermissions;
 
 export type { WithDeleted };

@@ -122,5 +122,11 @@ export declare function keyFor(id: string): string
  */
 export declare function subjectFor(prefix: string, id: string): string
 
+/**
+ * The NATS user permissions of a tenant, from `{streamName, subjectPrefix}` or `{kv:{bucket}}`
+ * as JSON: `{"ok":{"publish":{"allow":[..]},"subscribe":{"allow":[..]}}}` or `{"error":{..}}`.
+ */
+export declare function tenantPermissions(ofJson: string): string
+
 /** Checks `replicateNats()` options; returns `null` or the error as JSON `{code, message}`. */
 export declare function validateOptions(optionsJson: string): string | null

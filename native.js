@@ -839,4 +839,5 @@ module.exports.NativeReplication = nativeBinding.NativeReplication
 module.exports.compactStream = nativeBinding.compactStream
 module.exports.keyFor = nativeBinding.keyFor
 module.exports.subjectFor = nativeBinding.subjectFor
+module.exports.tenantPermissions = nativeBinding.tenantPermissions
 module.exports.validateOptions = nativeBinding.validateOptions

@@ -1,6 +1,6 @@
 'use strict';
 // CommonJS entry: uses RxDB's CJS build.
-const { createReplicateNats, RxNatsError, subjectFor, keyFor, compactStream } = require('./replicate.cjs');
+const { createReplicateNats, RxNatsError, subjectFor, keyFor, compactStream, tenantPermissions } = require('./replicate.cjs');
 
 const { replicateNats, RxNatsReplicationState } = createReplicateNats({
   rxdb: require('rxdb'),
@@ -9,4 +9,4 @@ const { replicateNats, RxNatsReplicationState } = createReplicateNats({
   rxjs: require('rxjs'),
 });
 
-module.exports = { replicateNats, RxNatsReplicationState, RxNatsError, subjectFor, keyFor, compactStream };
+module.exports = { replicateNats, RxNatsReplicationState, RxNatsError, subjectFor, keyFor, compactStream, tenantPermissions };

@@ -5,7 +5,7 @@ import * as leaderElection from 'rxdb/plugins/leader-election';
 import * as rxjs from 'rxjs';
 import glue from './replicate.cjs';
 
-const { createReplicateNats, RxNatsError, subjectFor, keyFor, compactStream } = glue;
+const { createReplicateNats, RxNatsError, subjectFor, keyFor, compactStream, tenantPermissions } = glue;
 
 export const { replicateNats, RxNatsReplicationState } = createReplicateNats({ rxdb, replication, leaderElection, rxjs });
-export { RxNatsError, subjectFor, keyFor, compactStream };
+export { RxNatsError, subjectFor, keyFor, compactStream, tenantPermissions };

@@ -30,6 +30,7 @@ const OPTIONS = {
   officialDeletedFlag: 'boolean',
   attachments: 'object',
   kv: 'object',
+  tenant: 'boolean',
 };
 const PULL_OPTIONS = { batchSize: 'number', modifier: 'function', initialCheckpoint: 'any' };
 const PUSH_OPTIONS = {
@@ -136,6 +137,7 @@ function settingsOf(options, native) {
     attachments: options.attachments || {},
     kv: options.kv,
     officialDeletedFlag: orDefault(options.officialDeletedFlag, 'officialDeletedFlag'),
+    tenant: options.tenant,
   });
   const problem = native.validateOptions(nativeOptions);
   if (problem) throw new RxNatsError(JSON.parse(problem));

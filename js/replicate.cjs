@@ -557,4 +557,15 @@ function startedWith({ settings, guards, emitError, rxdbVersion }) {
   };
 }
 
-module.exports = { createReplicateNats, RxNatsError, subjectFor: native.subjectFor, keyFor: native.keyFor, compactStream };
+/**
+ * The NATS user permissions (a nats-server config `permissions` block) that let a replication
+ * with `tenant: true` replicate one tenant's documents and nothing else (see "Tenants" in the
+ * README): `{ streamName, subjectPrefix }` for a prefix on a shared stream, `{ kv: { bucket } }`
+ * for a tenant's own bucket.
+ */
+function tenantPermissions(of) {
+  if (!of || typeof of !== 'object') throw invalidOption('tenantPermissions() needs { streamName, subjectPrefix } or { kv: { bucket } }');
+  return unwrap(native.tenantPermissions(JSON.stringify(of)));
+}
+
+module.exports = { createReplicateNats, RxNatsError, subjectFor: native.subjectFor, keyFor: native.keyFor, compactStream, tenantPermissions };

@@ -63,6 +63,23 @@ pub struct Decoded {
     pub body: Bytes,
 }
 
+/// What NATS itself sends as a reply, where a client can aim it at any subject: a JetStream
+/// API response (`"type": "io.nats.jetstream.api.v1..."`) or a publish acknowledgement (only
+/// `stream` and `seq`, and maybe `domain`, `duplicate`, `error`).
+fn nats_reply(fields: &HashMap<Cow<'_, str>, &RawValue>) -> Option<&'static str> {
+    let api_type = fields
+        .get("type")
+        .and_then(|raw| serde_json::from_str::<Cow<'_, str>>(raw.get()).ok());
+    if api_type.is_some_and(|t| t.starts_with("io.nats.jetstream.api.")) {
+        return Some("a JetStream API response");
+    }
+    let ack_keys = ["stream", "seq", "domain", "duplicate", "error"];
+    let ack = fields.contains_key("stream")
+        && fields.contains_key("seq")
+        && fields.keys().all(|k| ack_keys.contains(&k.as_ref()));
+    ack.then_some("a JetStream publish acknowledgement")
+}
+
 impl DocumentShape {
     /// The subject of document `id`.
     pub fn subject_for(&self, id: &str) -> String {
@@ -122,6 +139,12 @@ impl DocumentShape {
                 };
                 malformed(what)
             })?;
+        if let Some(what) = nats_reply(&fields) {
+            return Err(malformed(format!(
+                "the body is {what}, not a document: a client sent a request with this subject \
+                 as its reply subject (NATS does not check reply subjects against permissions)"
+            )));
+        }
         if self.layout.subject_names_keyless_bodies()
             && !fields.contains_key(self.primary_path.as_str())
         {
@@ -453,6 +476,38 @@ mod tests {
 
     fn body(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn replies_nats_sends_are_no_documents_even_with_the_primary_key() {
+        // A collection whose primary key is a field NATS replies have: only their shape tells.
+        let s = DocumentShape {
+            primary_path: "name".into(),
+            ..shape()
+        };
+        for reply in [
+            r#"{"type":"io.nats.jetstream.api.v1.consumer_create_response","name":"x","config":{}}"#,
+            r#"{"stream":"x","seq":8}"#,
+            r#"{"stream":"x","seq":8,"duplicate":true}"#,
+        ] {
+            let s = DocumentShape {
+                primary_path: if reply.contains("type") {
+                    "name"
+                } else {
+                    "stream"
+                }
+                .into(),
+                ..s.clone()
+            };
+            let err = s
+                .decode("app.docs.x", 3, Operation::Put, &body(reply))
+                .unwrap_err();
+            assert_eq!(err.code, ErrorCode::MalformedMessage, "{reply}");
+            assert!(err.message.contains("reply subject"), "{}", err.message);
+        }
+        // A document that merely has such fields is one.
+        let doc = body(r#"{"name":"x","type":"person","stream":"a","seq":1}"#);
+        assert!(s.decode("app.docs.x", 3, Operation::Put, &doc).is_ok());
     }
 
     #[test]

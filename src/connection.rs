@@ -363,6 +363,9 @@ async fn build_connect_options(o: &ConnectionOptions, signals: Signals) -> Resul
     if let Some(name) = &o.name {
         b = b.name(name);
     }
+    if let Some(prefix) = &o.inbox_prefix {
+        b = b.custom_inbox_prefix(prefix);
+    }
     b = b.connection_timeout(o.timeout());
     b = b.max_reconnects(match o.max_reconnect_attempts {
         None | Some(-1) => None,

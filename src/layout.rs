@@ -407,6 +407,7 @@ impl Layout {
         };
         match self {
             Layout::Stream { .. } => Config {
+                subjects: settings.subjects.clone().unwrap_or(base.subjects.clone()),
                 allow_direct: settings.allow_direct.unwrap_or(false),
                 // Discard old (the default): a document's oldest revisions go, its newest stays.
                 max_messages_per_subject: settings.max_msgs_per_subject.map_or(-1, |n| n as i64),

@@ -10,6 +10,7 @@ pub mod attachments;
 pub mod batch;
 pub mod connection;
 pub mod creds;
+pub mod delivery;
 pub mod direct;
 pub mod error;
 pub mod failover;
@@ -26,6 +27,7 @@ pub mod schema;
 pub mod stats;
 pub mod stream;
 pub mod subject;
+pub mod tenant;
 #[cfg(test)]
 mod test_server;
 
@@ -250,6 +252,22 @@ pub async fn compact_stream(options_json: String) -> String {
         }
     };
     guarded("compactStream", compact, internal).await
+}
+
+/// The NATS user permissions of a tenant, from `{streamName, subjectPrefix}` or `{kv:{bucket}}`
+/// as JSON: `{"ok":{"publish":{"allow":[..]},"subscribe":{"allow":[..]}}}` or `{"error":{..}}`.
+#[napi]
+pub fn tenant_permissions(of_json: String) -> String {
+    let of = serde_json::from_str::<tenant::TenantOf>(&of_json).map_err(|e| {
+        error::ReplicationError::new(
+            error::ErrorCode::InvalidOption,
+            format!("tenantPermissions(): {e}"),
+        )
+    });
+    match of.and_then(|of| tenant::permissions(&of)) {
+        Ok(permissions) => ok_json(permissions),
+        Err(e) => error_json(&e),
+    }
 }
 
 /// The subject that stores document `id` under `prefix` (ids a subject token cannot carry are

@@ -5,15 +5,19 @@
 //! no gap and never asks RxDB to resync: a resync also makes RxDB push every local document
 //! again from a snapshot, racing the documents the feed hands over (see replicate.cjs).
 //!
+//! The consumer reads only the replication's own subjects; a tenant's pushes into its inbox
+//! (`delivery.rs`).
+//!
 //! The feed knows its replication only through `FeedSource`, and the decisions of its loop (how
 //! deliveries become batches, what a connection event means) are plain functions, unit-tested.
 
 use crate::batch::{BatchBuilder, DocumentShape, HandedBatch};
 use crate::connection::{Connection, ConnectionEvent};
+use crate::delivery::Delivery;
 use crate::error::{ReplicationError, Result};
 use crate::layout::Operation;
 use crate::pull::{create_consumer, Start};
-use async_nats::jetstream::stream::Stream;
+use crate::stream::Opened;
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use std::future::Future;
@@ -30,7 +34,7 @@ const PULL_EXPIRES: Duration = Duration::from_secs(30);
 /// What the live feed needs of its replication.
 pub(crate) trait FeedSource: Send + Sync + 'static {
     /// The connection and the checked stream, opened when needed.
-    fn connected(&self) -> impl Future<Output = Result<(Arc<Connection>, Stream)>> + Send;
+    fn connected(&self) -> impl Future<Output = Result<(Arc<Connection>, Opened)>> + Send;
     /// Names the cause of a failure the connection knows better.
     fn explain(&self, err: ReplicationError) -> impl Future<Output = ReplicationError> + Send;
     /// What decides whether a message is a document.
@@ -307,20 +311,37 @@ async fn feed_once<S: FeedSource>(
 ) -> Result<Break> {
     let (conn, stream) = source.connected().await?;
     let mut connection_events = conn.subscribe();
-    let consumer = create_consumer(&stream, Start::At(*last + 1))
-        .await
-        .map_err(|e| ReplicationError::unavailable("creating the live consumer", &e))?;
-    let consumer_name = consumer.cached_info().name.clone();
-    tracing::debug!(consumer = %consumer_name, after = *last, "created the live consumer");
-    let result = async {
-        let mut messages = consumer
+    let filter = source.shape().layout.filter();
+    let start = Start::At(*last + 1);
+    let (mut messages, pull_consumer) = if stream.confined {
+        let delivery = Delivery::open(&conn, &stream.handle, start, &filter, false).await?;
+        tracing::debug!(consumer = %delivery.name(), after = *last, "created the live consumer");
+        (LiveMessages::Push(delivery), None)
+    } else {
+        let consumer = create_consumer(&stream.handle, start, &filter)
+            .await
+            .map_err(|e| ReplicationError::unavailable("creating the live consumer", &e))?;
+        let name = consumer.cached_info().name.clone();
+        tracing::debug!(consumer = %name, after = *last, "created the live consumer");
+        let messages = consumer
             .stream()
             .max_messages_per_batch(batch_size)
             .heartbeat(HEARTBEAT)
             .expires(PULL_EXPIRES)
             .messages()
-            .await
-            .map_err(|e| ReplicationError::unavailable("starting the live consumer", &e))?;
+            .await;
+        match messages {
+            Ok(messages) => (LiveMessages::Pull(messages), Some(name)),
+            Err(e) => {
+                delete_consumer(&stream, &name).await;
+                return Err(ReplicationError::unavailable(
+                    "starting the live consumer",
+                    &e,
+                ));
+            }
+        }
+    };
+    let result = async {
         let layout = &source.shape().layout;
         let delivered = |m: Option<std::result::Result<async_nats::jetstream::Message, _>>| {
             m.map(|m| {
@@ -386,12 +407,33 @@ async fn feed_once<S: FeedSource>(
         }
     }
     .await;
-    let _ = tokio::time::timeout(
-        Duration::from_secs(2),
-        stream.delete_consumer(&consumer_name),
-    )
-    .await;
+    if let Some(name) = pull_consumer {
+        delete_consumer(&stream, &name).await;
+    }
     result
+}
+
+/// Deletes a pull consumer of the feed (best effort: it also expires by itself).
+async fn delete_consumer(stream: &Opened, name: &str) {
+    let deleted = stream.handle.delete_consumer(name);
+    let _ = tokio::time::timeout(Duration::from_secs(2), deleted).await;
+}
+
+/// The deliveries of the feed's consumer: a pull consumer's stream of messages, or a tenant's
+/// push consumer.
+enum LiveMessages {
+    Pull(async_nats::jetstream::consumer::pull::Stream),
+    Push(Delivery),
+}
+
+impl LiveMessages {
+    /// The next delivery; `Some(Err)` when the consumer broke.
+    async fn next(&mut self) -> Option<std::result::Result<async_nats::jetstream::Message, ()>> {
+        match self {
+            LiveMessages::Pull(messages) => messages.next().await.map(|m| m.map_err(|_| ())),
+            LiveMessages::Push(delivery) => Some(delivery.next().await.map_err(|_| ())),
+        }
+    }
 }
 
 #[cfg(test)]

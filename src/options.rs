@@ -56,6 +56,20 @@ pub struct ReplicationOptions {
     /// and writes (true when not given).
     #[serde(default)]
     pub official_deleted_flag: Option<bool>,
+    /// The user has `tenantPermissions()`: receive on the tenant's own inbox and make only the
+    /// requests those permissions grant (see `confined()` and the README's "Tenants").
+    #[serde(default)]
+    pub tenant: Option<bool>,
+}
+
+/// The inbox of a tenant whose documents are on `subject_prefix` (`tenantPermissions()` grants
+/// it alone to subscribe there). The token count comes first, so no tenant's inbox lies under
+/// another's: `app.acme` gets `_RXNATS.2.app.acme`, `app.acme.sub` `_RXNATS.3.app.acme.sub`.
+pub fn tenant_inbox(subject_prefix: &str) -> String {
+    format!(
+        "_RXNATS.{}.{subject_prefix}",
+        subject_prefix.split('.').count()
+    )
 }
 
 /// Option `kv`: replicate with a NATS KV bucket instead of `streamName` + `subjectPrefix`.
@@ -121,6 +135,8 @@ pub struct ConnectionOptions {
     /// nats.js's name: how many ping intervals a link may stay silent before it is dead.
     pub max_ping_out: Option<u64>,
     pub tls: Option<TlsOptions>,
+    /// Where replies are received (nats.js `inboxPrefix`; `_INBOX` when not given).
+    pub inbox_prefix: Option<String>,
 }
 
 /// One server URL or a list of them.
@@ -167,6 +183,10 @@ pub struct StreamSettings {
     /// revisions (a rollup) and leaves the stream this many milliseconds later (an integer
     /// >= 1000, rounded up to whole seconds, as NATS counts TTLs). Needs nats-server >= 2.11.
     pub tombstone_ttl: Option<u64>,
+    /// The subjects of the stream when this library creates it (one of them must cover
+    /// `<subjectPrefix>.*`): a stream shared with other prefixes, such as `['app.>']` for
+    /// tenants on `app.<tenant>`. Not given: `<subjectPrefix>.*`, the official plugin's.
+    pub subjects: Option<Vec<String>>,
 }
 
 impl StreamSettings {
@@ -357,9 +377,27 @@ impl ReplicationOptions {
 
     /// Parses and checks the options JSON the JS glue sends.
     pub fn from_json(json: &str) -> Result<Self> {
-        let options: ReplicationOptions = parse_options(json)?;
+        let mut options: ReplicationOptions = parse_options(json)?;
         options.check()?;
+        if options.tenant == Some(true) {
+            let inbox = tenant_inbox(&crate::layout::Layout::of(&options).subject_prefix());
+            match &options.connection.inbox_prefix {
+                Some(given) if *given != inbox => {
+                    return invalid(format!(
+                        "option connection.inboxPrefix is {given:?}, but a tenant receives on \
+                         {inbox:?}, the inbox tenantPermissions() grants it: remove the option"
+                    ))
+                }
+                _ => options.connection.inbox_prefix = Some(inbox),
+            }
+        }
         Ok(options)
+    }
+
+    /// Whether the replication keeps to its prefix's requests on a shared stream (option
+    /// `tenant` with the stream layout; a KV tenant has a bucket of its own, granted whole).
+    pub fn confined(&self) -> bool {
+        self.tenant == Some(true) && self.kv.is_none()
     }
 
     fn check(&self) -> Result<()> {
@@ -415,6 +453,14 @@ impl ReplicationOptions {
                 ));
             }
         }
+        if self.tenant == Some(true) && self.has_attachments() {
+            return invalid(
+                "option tenant: a tenant's collection cannot have attachments yet (the \
+                 attachments bucket would need permissions tenantPermissions() does not give): \
+                 remove attachments from its schema, or replicate it without tenant"
+                    .to_string(),
+            );
+        }
         check_max_msgs_per_subject(
             self.stream_config.max_msgs_per_subject,
             "streamConfig.maxMsgsPerSubject",
@@ -437,6 +483,25 @@ impl ReplicationOptions {
                  non-empty tokens separated by '.', without '*', '>' or spaces",
                 self.subject_prefix
             ));
+        }
+        if let Some(subjects) = &self.stream_config.subjects {
+            let filter = format!("{}.*", self.subject_prefix);
+            if let Some(bad) = subjects.iter().find(|s| !subject::is_valid_pattern(s)) {
+                return invalid(format!(
+                    "option streamConfig.subjects holds {bad:?}, which is not a NATS subject: \
+                     use non-empty tokens separated by '.', where '*' stands for one token and a \
+                     last '>' for one or more"
+                ));
+            }
+            if !subjects.iter().any(|s| subject::pattern_covers(s, &filter)) {
+                return invalid(format!(
+                    "option streamConfig.subjects {subjects:?} does not cover {filter:?}, where \
+                     subjectPrefix {:?} puts the documents: add it, or a pattern such as \
+                     \"{}.>\" that covers it",
+                    self.subject_prefix,
+                    self.subject_prefix.split('.').next().unwrap_or_default()
+                ));
+            }
         }
         Ok(())
     }
@@ -479,11 +544,15 @@ impl ReplicationOptions {
             ));
         }
         let settings = &self.stream_config;
-        if settings.allow_direct.is_some() || settings.max_msgs_per_subject.is_some() {
+        if settings.allow_direct.is_some()
+            || settings.max_msgs_per_subject.is_some()
+            || settings.subjects.is_some()
+        {
             return invalid(
-                "options streamConfig.allowDirect and streamConfig.maxMsgsPerSubject do not \
-                 apply with kv: a KV bucket always allows direct gets, and kv.history is its \
-                 revisions per key (streamConfig.replicas, storage and tombstoneTtl do apply)"
+                "options streamConfig.allowDirect, streamConfig.maxMsgsPerSubject and \
+                 streamConfig.subjects do not apply with kv: a KV bucket always allows direct \
+                 gets, kv.history is its revisions per key, and its subjects are its keys' \
+                 (streamConfig.replicas, storage and tombstoneTtl do apply)"
                     .to_string(),
             );
         }
@@ -589,6 +658,32 @@ mod tests {
     }
 
     const BASE: &str = r#""streamName":"s","subjectPrefix":"app.docs","primaryPath":"id""#;
+
+    #[test]
+    fn stream_subjects_must_be_subjects_that_cover_the_prefix() {
+        let with = |subjects: &str| {
+            parse(&format!(
+                r#"{{{BASE},"streamConfig":{{"subjects":{subjects}}}}}"#
+            ))
+        };
+        for good in [r#"["app.>"]"#, r#"["x.y", "app.*.*"]"#, r#"["app.docs.*"]"#] {
+            let o = with(good).unwrap();
+            assert!(o.stream_config.subjects.is_some(), "{good}");
+        }
+        for bad in [r#"["other.>"]"#, r#"["app.docs"]"#, r#"["app.docs.x"]"#] {
+            assert_invalid(with(bad), "does not cover \"app.docs.*\"", bad);
+        }
+        for bad in [
+            r#"["app..x"]"#,
+            r#"["app.>.x"]"#,
+            r#"["app.a*"]"#,
+            r#"[""]"#,
+        ] {
+            assert_invalid(with(bad), "is not a NATS subject", bad);
+        }
+        let kv = r#"{"kv":{"bucket":"b"},"primaryPath":"id","streamConfig":{"subjects":["a.>"]}}"#;
+        assert_invalid(parse(kv), "streamConfig.subjects", kv);
+    }
 
     #[test]
     fn defaults_apply() {

@@ -1,6 +1,9 @@
-//! Checkpoint pull: read the stream after a checkpoint, on one consumer kept per replication.
+//! Checkpoint pull: read the replication's subjects after a checkpoint, on one consumer kept
+//! per replication (a pull consumer, or for a tenant one that pushes into its inbox).
 
 use crate::batch::{BatchBuilder, DocumentShape};
+use crate::connection::Connection;
+use crate::delivery::Delivery;
 use crate::error::{ReplicationError, Result};
 use crate::layout::Operation;
 use async_nats::jetstream::consumer::{self, pull::Config, AckPolicy, DeliverPolicy, PullConsumer};
@@ -15,33 +18,47 @@ pub const CONSUMER_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Where a consumer starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Start<'a> {
+pub enum Start {
     /// At this stream sequence (1-based), every message from there.
     At(u64),
-    /// The newest message of each subject matching this filter, in stream order, then every
-    /// new message: a fresh client reads each document once, not its whole history.
-    NewestOf(&'a str),
+    /// The newest message of each subject, in stream order, then every new message: a fresh
+    /// client reads each document once, not its whole history.
+    NewestOf,
+    /// The newest message of all those on the filter (for one document's subject: its state).
+    Newest,
 }
 
-/// Creates an ephemeral, unacknowledged pull consumer.
-pub async fn create_consumer(
-    stream: &Stream,
-    start: Start<'_>,
+/// A name for a consumer of ours. Named consumers are created on
+/// `$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>`, a subject that permissions can bind to
+/// a filter (see `tenantPermissions()` in the README).
+pub fn consumer_name() -> String {
+    format!("rxn_{}", nuid::next())
+}
+
+/// The deliver policy of a consumer that starts at `start`.
+pub fn deliver_policy(start: Start) -> DeliverPolicy {
+    match start {
+        Start::At(seq) if seq <= 1 => DeliverPolicy::All,
+        Start::At(seq) => DeliverPolicy::ByStartSequence {
+            start_sequence: seq,
+        },
+        Start::NewestOf => DeliverPolicy::LastPerSubject,
+        Start::Newest => DeliverPolicy::Last,
+    }
+}
+
+/// Creates an ephemeral, unacknowledged pull consumer of the messages on `filter` (the
+/// replication's own subjects: other subjects of a shared stream are never read).
+pub async fn create_consumer<I>(
+    stream: &Stream<I>,
+    start: Start,
+    filter: &str,
 ) -> std::result::Result<PullConsumer, consumer::StreamError> {
-    let (deliver_policy, filter_subject) = match start {
-        Start::At(seq) if seq <= 1 => (DeliverPolicy::All, String::new()),
-        Start::At(seq) => (
-            DeliverPolicy::ByStartSequence {
-                start_sequence: seq,
-            },
-            String::new(),
-        ),
-        Start::NewestOf(filter) => (DeliverPolicy::LastPerSubject, filter.to_string()),
-    };
     stream
         .create_consumer(Config {
-            deliver_policy,
-            filter_subject,
+            name: Some(consumer_name()),
+            deliver_policy: deliver_policy(start),
+            filter_subject: filter.to_string(),
             ack_policy: AckPolicy::None,
             inactive_threshold: CONSUMER_IDLE_TIMEOUT,
             memory_storage: true,
@@ -50,6 +67,27 @@ pub async fn create_consumer(
         })
         .await
         .map_err(|e| consumer::StreamError::with_source(consumer::StreamErrorKind::Other, e))
+}
+
+/// How many messages on `filter` follow `checkpoint` (what a consumer starting after it has
+/// pending); `None` when the server could not be asked.
+pub async fn pending_after(
+    conn: &Connection,
+    stream: &crate::stream::Opened,
+    filter: &str,
+    checkpoint: u64,
+) -> Option<u64> {
+    let start = Start::At(checkpoint + 1);
+    if stream.confined {
+        // Its inbox is dropped at once: the server removes the consumer by itself.
+        let delivery = Delivery::open(conn, &stream.handle, start, filter, true).await;
+        return delivery.ok().map(|d| d.pending());
+    }
+    let consumer = create_consumer(&stream.handle, start, filter).await.ok()?;
+    let info = consumer.cached_info();
+    let deleted = stream.handle.delete_consumer(&info.name);
+    let _ = tokio::time::timeout(Duration::from_secs(2), deleted).await;
+    Some(info.num_pending)
 }
 
 /// How long one fetch may take before the pull fails (and RxDB retries it).
@@ -71,13 +109,48 @@ struct Buffered {
 /// The consumer a replication pulls with, and what it read ahead (bounded by `read_ahead`).
 #[derive(Default)]
 pub struct PullCursor {
-    consumer: Option<PullConsumer>,
+    reader: Option<Reader>,
     /// The checkpoint that the consumer and the buffer continue from.
     follows: u64,
     buffer: VecDeque<Buffered>,
-    /// The stream sequence of the last message fetched (0: the consumer replays the newest
-    /// revision of each document, where sequences do not follow each other).
+    /// The stream sequence of the last message fetched (0: sequences do not follow each other,
+    /// as in a replay of the newest revision of each document, or on a shared stream).
     last_fetched: u64,
+    /// The checkpoint whose own message the consumer delivers first (`RemovalWatch::Anchor`).
+    anchor: Option<u64>,
+}
+
+/// How a pull sees that messages after its checkpoint were removed before it read them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemovalWatch {
+    /// Every subject of the stream is the replication's: its consumer gets every message, so a
+    /// stream sequence skipped is a removed message.
+    Sequences,
+    /// A stream shared with other subjects (other tenants), whose sequences interleave with
+    /// ours. The consumer starts at the checkpoint's own message. Limits remove the oldest
+    /// messages first, and a TTL removes a tombstone only after it, so when that message is
+    /// still there and younger than `horizon` (the tombstone TTL, less a margin for clocks), no
+    /// message after it was removed. Otherwise some may have been: the pull reconciles.
+    Anchor { horizon: Option<Duration> },
+}
+
+impl RemovalWatch {
+    /// The watch for a stream with `subjects`, of which the replication reads `filter`;
+    /// `tombstone_ttl` in seconds.
+    pub fn of(subjects: Option<&[String]>, filter: &str, tombstone_ttl: Option<u64>) -> Self {
+        let ours = subjects.is_some_and(|subjects| {
+            subjects
+                .iter()
+                .all(|s| crate::subject::pattern_covers(filter, s))
+        });
+        if ours {
+            RemovalWatch::Sequences
+        } else {
+            RemovalWatch::Anchor {
+                horizon: tombstone_ttl.map(|secs| Duration::from_millis(secs * 900)),
+            }
+        }
+    }
 }
 
 /// Messages after a checkpoint that left the stream before they were read.
@@ -91,11 +164,27 @@ pub struct Removed {
     pub limited: bool,
 }
 
+/// Which kind of consumer a replication reads with.
+#[derive(Clone, Copy)]
+pub enum Reads<'c> {
+    /// Pull consumers, deleted after use.
+    Pull,
+    /// A tenant: consumers that push into the connection's inbox (`delivery.rs`).
+    Push(&'c Connection),
+}
+
+/// The consumer a pull reads from.
+enum Reader {
+    Pull(Box<PullConsumer>),
+    Push(Box<Delivery>),
+}
+
 impl PullCursor {
-    /// Deletes the consumer on the server (best effort; it also expires by itself).
-    pub async fn close(&mut self, stream: Option<&Stream>) {
+    /// Drops the consumer; a pull consumer is deleted on the server (best effort; it also
+    /// expires by itself), as is a push consumer once its inbox has no listener.
+    pub async fn close<I>(&mut self, stream: Option<&Stream<I>>) {
         self.buffer.clear();
-        if let (Some(consumer), Some(stream)) = (self.consumer.take(), stream) {
+        if let (Some(Reader::Pull(consumer)), Some(stream)) = (self.reader.take(), stream) {
             let name = consumer.cached_info().name.clone();
             let _ =
                 tokio::time::timeout(Duration::from_secs(2), stream.delete_consumer(&name)).await;
@@ -123,23 +212,28 @@ pub fn is_gap(last: u64, sequence: u64) -> bool {
 ///
 /// Never stops early while the stream has more (a short batch tells RxDB it is caught up), and
 /// never waits when it is caught up: each fetch asks the server not to wait.
-pub async fn pull_batch(
-    stream: &Stream,
+pub async fn pull_batch<I>(
+    stream: &Stream<I>,
+    reads: Reads<'_>,
     cursor: &mut PullCursor,
     shape: &DocumentShape,
+    watch: RemovalWatch,
     checkpoint: u64,
     batch_size: usize,
 ) -> Result<Pulled> {
-    match cursor.read(stream, shape, checkpoint, batch_size).await {
+    match cursor
+        .read(stream, reads, shape, watch, checkpoint, batch_size)
+        .await
+    {
         Ok(batch) => Ok(batch),
         Err(err) => {
             tracing::debug!(error = %err.message, "pull failed; once more on a new consumer");
             // The consumer may have expired or been lost with its node: once more on a new one.
             cursor.close(Some(stream)).await;
             cursor
-                .read(stream, shape, checkpoint, batch_size)
+                .read(stream, reads, shape, watch, checkpoint, batch_size)
                 .await
-                .inspect_err(|_| cursor.consumer = None)
+                .inspect_err(|_| cursor.reader = None)
         }
     }
 }
@@ -155,10 +249,12 @@ pub async fn fetch_now(
 impl PullCursor {
     /// One attempt of `pull_batch`, on the cursor's consumer (created when it does not follow
     /// `checkpoint`).
-    async fn read(
+    async fn read<I>(
         &mut self,
-        stream: &Stream,
+        stream: &Stream<I>,
+        reads: Reads<'_>,
         shape: &DocumentShape,
+        watch: RemovalWatch,
         checkpoint: u64,
         batch_size: usize,
     ) -> Result<Pulled> {
@@ -169,26 +265,44 @@ impl PullCursor {
                 e,
             )
         };
-        if cursor.consumer.is_none() || cursor.follows != checkpoint {
+        if cursor.reader.is_none() || cursor.follows != checkpoint {
             cursor.close(Some(stream)).await;
             // Without a checkpoint, only each document's newest revision matters: the checkpoint
             // stays right, as every document whose newest message is at or before it was taken.
-            let filter = shape.layout.filter();
-            let start = if checkpoint == 0 {
-                Start::NewestOf(&filter)
-            } else {
-                Start::At(checkpoint + 1)
+            let (start, anchor) = match (checkpoint, watch) {
+                (0, _) => (Start::NewestOf, None),
+                (c, RemovalWatch::Sequences) => (Start::At(c + 1), None),
+                (c, RemovalWatch::Anchor { .. }) => (Start::At(c), Some(c)),
             };
-            let consumer = create_consumer(stream, start).await.map_err(|e| fail(&e))?;
-            tracing::debug!(consumer = %consumer.cached_info().name, after = checkpoint, "created the pull consumer");
-            cursor.consumer = Some(consumer);
+            let filter = shape.layout.filter();
+            let reader = match reads {
+                Reads::Pull => Reader::Pull(Box::new(
+                    create_consumer(stream, start, &filter)
+                        .await
+                        .map_err(|e| fail(&e))?,
+                )),
+                Reads::Push(conn) => {
+                    let delivery = Delivery::open(conn, stream, start, &filter, false).await?;
+                    Reader::Push(Box::new(delivery))
+                }
+            };
+            let name = match &reader {
+                Reader::Pull(consumer) => consumer.cached_info().name.as_str(),
+                Reader::Push(delivery) => delivery.name(),
+            };
+            tracing::debug!(consumer = %name, after = checkpoint, "created the pull consumer");
+            cursor.reader = Some(reader);
             cursor.follows = checkpoint;
-            cursor.last_fetched = checkpoint;
+            cursor.anchor = anchor;
+            cursor.last_fetched = match watch {
+                RemovalWatch::Sequences => checkpoint,
+                RemovalWatch::Anchor { .. } => 0,
+            };
         }
-        let consumer = cursor.consumer.clone().expect("consumer was just set");
         let mut batch = BatchBuilder::new(checkpoint);
         let mut exhausted = false;
         let mut gap = false;
+        let mut anchor_lost = false;
         'batch: loop {
             while let Some(m) = cursor.buffer.front() {
                 let payload = m.payload.clone();
@@ -203,20 +317,35 @@ impl PullCursor {
             // Buffer empty: read ahead. The server answers at once, with what it has.
             let want = read_ahead(batch_size);
             // A fetch has no deadline of its own: a server that dies mid-fetch would hang the pull.
+            let reader = cursor.reader.as_mut().expect("consumer was just set");
             let fetched = tokio::time::timeout(FETCH_TIMEOUT, async {
-                let mut messages = fetch_now(&consumer, want).await.map_err(|e| fail(&e))?;
-                let mut got = Vec::with_capacity(want);
-                while let Some(message) = messages.next().await {
-                    let message = message.map_err(|e| fail(&*e))?;
-                    let sequence = message.info().map_err(|e| fail(&*e))?.stream_sequence;
+                let messages = match reader {
+                    Reader::Pull(consumer) => {
+                        let mut messages = fetch_now(consumer, want).await.map_err(|e| fail(&e))?;
+                        let mut got = Vec::with_capacity(want);
+                        while let Some(message) = messages.next().await {
+                            got.push(message.map_err(|e| fail(&*e))?);
+                        }
+                        got
+                    }
+                    Reader::Push(delivery) => delivery
+                        .fetch(want, FETCH_TIMEOUT)
+                        .await
+                        .map_err(|e| fail(&*e))?,
+                };
+                let mut got = Vec::with_capacity(messages.len());
+                let mut first_published = None;
+                for message in messages {
+                    let info = message.info().map_err(|e| fail(&*e))?;
+                    first_published = first_published.or(Some(info.published));
                     got.push(Buffered {
                         subject: message.subject.to_string(),
-                        sequence,
+                        sequence: info.stream_sequence,
                         op: shape.layout.operation(message.headers.as_ref()),
                         payload: message.payload.clone(),
                     });
                 }
-                Ok(got)
+                Ok((got, first_published))
             })
             .await
             .map_err(|_| {
@@ -229,7 +358,23 @@ impl PullCursor {
                     ),
                 )
             })??;
+            let (mut fetched, first_published) = fetched;
             exhausted = fetched.len() < want;
+            if let (Some(anchor), RemovalWatch::Anchor { horizon }) = (cursor.anchor.take(), watch)
+            {
+                let present = fetched.first().is_some_and(|m| m.sequence == anchor);
+                let young = match (horizon, first_published) {
+                    (Some(horizon), Some(published)) => {
+                        !crate::stream::older_than(published, horizon)
+                    }
+                    _ => true,
+                };
+                anchor_lost = !(present && young);
+                if present {
+                    // Read before: it is only the anchor.
+                    fetched.remove(0);
+                }
+            }
             for m in &fetched {
                 gap |= is_gap(cursor.last_fetched, m.sequence);
                 if cursor.last_fetched > 0 {
@@ -239,6 +384,19 @@ impl PullCursor {
             cursor.buffer.extend(fetched);
         }
         let mut removed = None;
+        if anchor_lost {
+            tracing::debug!(
+                after = checkpoint,
+                "the checkpoint's message is gone or old: later ones may be removed"
+            );
+            // On a shared stream its first sequence says nothing about this replication's
+            // messages (and a tenant may not read the stream's info).
+            removed = Some(Removed {
+                after: checkpoint,
+                first_sequence: 0,
+                limited: false,
+            });
+        }
         if cursor.last_fetched > 0 && (gap || exhausted) {
             let info = stream.get_info().await.map_err(|e| fail(&e))?;
             // Caught up: messages removed after the last one read leave no gap to see, but the
@@ -277,7 +435,7 @@ impl PullCursor {
 
 /// Whether the message at `sequence` is on the stream (it may have been written since the
 /// stream's state was read: then it is no gap).
-async fn is_there(stream: &Stream, sequence: u64) -> Result<bool> {
+async fn is_there<I>(stream: &Stream<I>, sequence: u64) -> Result<bool> {
     use async_nats::jetstream::stream::RawMessageErrorKind;
     match stream.get_raw_message(sequence).await {
         Ok(_) => Ok(true),
@@ -292,6 +450,31 @@ async fn is_there(stream: &Stream, sequence: u64) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_stream_of_our_own_subjects_shows_removals_by_sequence() {
+        let watch = |subjects: &[&str], ttl| {
+            let subjects: Vec<String> = subjects.iter().map(|s| s.to_string()).collect();
+            RemovalWatch::of(Some(&subjects), "app.acme.*", ttl)
+        };
+        assert_eq!(watch(&["app.acme.*"], None), RemovalWatch::Sequences);
+        assert_eq!(
+            watch(&["app.>"], None),
+            RemovalWatch::Anchor { horizon: None }
+        );
+        // A subject beside ours that the filter does not read (a nested prefix).
+        assert_eq!(
+            watch(&["app.acme.*", "app.acme.sub.*"], Some(10)),
+            RemovalWatch::Anchor {
+                horizon: Some(Duration::from_secs(9))
+            }
+        );
+        // Stream info not readable (a tenant): assume others share it.
+        assert_eq!(
+            RemovalWatch::of(None, "app.acme.*", None),
+            RemovalWatch::Anchor { horizon: None }
+        );
+    }
 
     #[test]
     fn a_gap_is_a_sequence_skipped_after_a_known_one() {

@@ -6,6 +6,7 @@ use crate::connection::Connection;
 use crate::direct::{self, BatchRead};
 use crate::error::{ErrorCode, ReplicationError, Result};
 use crate::layout::Operation;
+use crate::stream::Opened;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
 use async_nats::jetstream::ErrorCode as JsCode;
@@ -43,16 +44,20 @@ pub enum ReadMode {
 /// Reads the current state of each document (`None` where the server has none).
 pub async fn read_current(
     conn: &Connection,
-    stream: &Stream,
+    opened: &Opened,
     shape: &DocumentShape,
     ids: &[String],
     mode: ReadMode,
 ) -> Result<Vec<Option<CurrentState>>> {
-    if mode == ReadMode::Batched && batch_get_allowed(conn, stream) {
+    let stream = &opened.handle;
+    if opened.confined {
+        return read_through_inbox(conn, stream, shape, ids).await;
+    }
+    if mode == ReadMode::Batched && batch_get_allowed(conn, opened) {
         let mut states = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(direct::MAX_SUBJECTS) {
             let subjects: Vec<String> = chunk.iter().map(|id| shape.subject_for(id)).collect();
-            let name = &stream.cached_info().config.name;
+            let name = &shape.layout.stream_name();
             match direct::last_messages(&conn.client, name, &subjects).await {
                 Ok(BatchRead::Found(mut found)) => {
                     for subject in &subjects {
@@ -84,14 +89,53 @@ pub async fn read_current(
     read_singly(stream, shape, ids).await
 }
 
-fn batch_get_allowed(conn: &Connection, stream: &Stream) -> bool {
-    stream.cached_info().config.allow_direct
+fn batch_get_allowed(conn: &Connection, stream: &Opened) -> bool {
+    stream.allow_direct()
         && !conn.batch_get_unsupported.load(Ordering::Relaxed)
         && direct::server_supports_batch_get(&conn.client.server_info().version)
 }
 
+/// A tenant's reads: one consumer per document pushing its newest message into the tenant's
+/// inbox (a tenant may not use direct or stream gets: a direct get's reply subject can be made
+/// into an API request, and a stream get reads any sequence).
+async fn read_through_inbox(
+    conn: &Connection,
+    stream: &Stream<()>,
+    shape: &DocumentShape,
+    ids: &[String],
+) -> Result<Vec<Option<CurrentState>>> {
+    let reads: Vec<_> = ids
+        .iter()
+        .map(|id| async move {
+            let subject = shape.subject_for(id);
+            let newest = crate::delivery::newest_on(conn, stream, &subject)
+                .await
+                .map_err(|e| e.with_document(id))?;
+            let Some(message) = newest else {
+                return Ok(None);
+            };
+            let sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+            Ok(Some(state_of(
+                shape,
+                &subject,
+                sequence,
+                shape.layout.operation(message.headers.as_ref()),
+                &message.payload,
+            )))
+        })
+        .collect();
+    futures::stream::iter(reads)
+        .buffered(INBOX_READ_CONCURRENCY)
+        .try_collect()
+        .await
+}
+
+/// Reads through the inbox at once: each creates a consumer, which costs the server more than
+/// a get.
+const INBOX_READ_CONCURRENCY: usize = 32;
+
 async fn read_singly(
-    stream: &Stream,
+    stream: &Stream<()>,
     shape: &DocumentShape,
     ids: &[String],
 ) -> Result<Vec<Option<CurrentState>>> {
@@ -103,7 +147,7 @@ async fn read_singly(
 }
 
 async fn read_one(
-    stream: &Stream,
+    stream: &Stream<()>,
     shape: &DocumentShape,
     id: &str,
 ) -> Result<Option<CurrentState>> {

@@ -9,12 +9,11 @@ use crate::layout::Layout;
 use crate::live::{self, FeedSource, LiveEvent, LiveFeed};
 use crate::objects::{CleanupReport, Encoded, Fetched, Objects, WantedObject};
 use crate::options::ReplicationOptions;
-use crate::pull::{self, PullCursor};
+use crate::pull::{self, PullCursor, Reads, RemovalWatch};
 use crate::push::{self, CurrentState, ReadMode, Write, WriteOutcome};
 use crate::schema::FieldRules;
 use crate::stats::{Counters, Stats};
-use crate::stream;
-use async_nats::jetstream::stream::Stream;
+use crate::stream::{self, Opened};
 use futures::TryStreamExt;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,7 +47,7 @@ pub struct Screened {
 /// Connection and stream of a replication once opened.
 struct Link {
     conn: Arc<Connection>,
-    stream: Option<Stream>,
+    stream: Option<Opened>,
     /// The connection's reconnect count when this replication took it.
     reconnects_before: u64,
 }
@@ -118,7 +117,7 @@ impl Replication {
 
     /// The connection and the checked stream, opening them on first use. `close()` ends an
     /// attempt in flight (a silent server can keep a connect or a request waiting for long).
-    pub async fn connected(&self) -> Result<(Arc<Connection>, Stream)> {
+    pub async fn connected(&self) -> Result<(Arc<Connection>, Opened)> {
         self.check_open()?;
         let mut closing = self.closing.subscribe();
         tokio::select! {
@@ -128,7 +127,7 @@ impl Replication {
         }
     }
 
-    async fn open(&self) -> Result<(Arc<Connection>, Stream)> {
+    async fn open(&self) -> Result<(Arc<Connection>, Opened)> {
         let mut link = self.link.lock().await;
         if link.as_ref().is_some_and(|l| l.conn.gave_up()) {
             // maxReconnectAttempts ran out: give the closed connection back, take a new one.
@@ -152,14 +151,8 @@ impl Replication {
         }
         let current = link.as_mut().expect("link was just set");
         if current.stream.is_none() {
-            current.stream = Some(
-                stream::ensure(
-                    &current.conn,
-                    &self.shape.layout,
-                    &self.options.stream_config,
-                )
-                .await?,
-            );
+            current.stream =
+                Some(stream::open(&current.conn, &self.shape.layout, &self.options).await?);
         }
         Ok((
             current.conn.clone(),
@@ -260,12 +253,22 @@ impl Replication {
 
     /// Up to `batch_size` documents after `checkpoint`.
     pub async fn pull(&self, checkpoint: u64, batch_size: usize) -> Result<HandedBatch> {
-        let (_, stream) = self.connected().await?;
+        let (conn, stream) = self.connected().await?;
+        let layout = &self.shape.layout;
+        let watch =
+            pull::RemovalWatch::of(stream.subjects(), &layout.filter(), layout.tombstone_ttl());
         let mut cursor = self.cursor.lock().await;
+        let reads = if stream.confined {
+            Reads::Push(&conn)
+        } else {
+            Reads::Pull
+        };
         let result = pull::pull_batch(
-            &stream,
+            &stream.handle,
+            reads,
             &mut cursor,
             &self.shape,
+            watch,
             checkpoint,
             batch_size.max(1),
         )
@@ -313,11 +316,23 @@ impl Replication {
     /// write that lands later has a higher sequence. Called to reconcile after a pull saw
     /// removed messages; counted as a resync.
     pub async fn missing_on_stream(&self, ids: &[String]) -> Result<(Vec<String>, u64)> {
-        let (_, stream) = self.connected().await?;
+        let (conn, stream) = self.connected().await?;
         let result = async {
             let failed = |e: &dyn std::error::Error| {
                 ReplicationError::unavailable("listing the subjects of the stream", e)
             };
+            if stream.confined {
+                let filter = self.shape.layout.filter();
+                let (present, last) =
+                    crate::delivery::newest_subjects(&conn, &stream.handle, &filter).await?;
+                let missing = ids
+                    .iter()
+                    .filter(|id| !present.contains(&self.shape.layout.subject_for(id)))
+                    .cloned()
+                    .collect();
+                return Ok((missing, last));
+            }
+            let stream = &stream.handle;
             let last = stream
                 .get_info()
                 .await
@@ -587,20 +602,33 @@ impl Replication {
         let Some((conn, stream, before)) = link else {
             return self.counters.snapshot(0, None);
         };
-        let info = match stream {
-            Some(mut stream) if !self.closed.load(Ordering::SeqCst) => {
-                tokio::time::timeout(Duration::from_secs(2), stream.info())
-                    .await
-                    .ok()
-                    .and_then(|info| info.ok())
-                    .cloned()
-            }
-            _ => None,
+        let open = stream.filter(|_| !self.closed.load(Ordering::SeqCst));
+        let info = match open.as_ref().filter(|s| !s.confined) {
+            Some(stream) => tokio::time::timeout(Duration::from_secs(2), stream.handle.get_info())
+                .await
+                .ok()
+                .and_then(|info| info.ok()),
+            None => None,
         };
         let mut stats = self.counters.snapshot(
             conn.reconnects().saturating_sub(before),
             info.as_ref().map(|info| info.state.last_sequence),
         );
+        let layout = &self.shape.layout;
+        let watch = pull::RemovalWatch::of(
+            info.as_ref().map(|info| info.config.subjects.as_slice()),
+            &layout.filter(),
+            None,
+        );
+        if let (Some(stream), RemovalWatch::Anchor { .. }) = (open, watch) {
+            // A shared stream: count only this replication's messages.
+            let filter = layout.filter();
+            let pending = pull::pending_after(&conn, &stream, &filter, stats.checkpoint);
+            stats.lag = tokio::time::timeout(Duration::from_secs(2), pending)
+                .await
+                .ok()
+                .flatten();
+        }
         if !self.options.pulls {
             stats.lag = None;
         }
@@ -620,7 +648,12 @@ impl Replication {
         self.stop_live();
         let mut link = self.link.lock().await;
         let stream = link.as_ref().and_then(|l| l.stream.clone());
-        self.cursor.lock().await.close(stream.as_ref()).await;
+        let pull_consumers = stream.as_ref().filter(|s| !s.confined);
+        self.cursor
+            .lock()
+            .await
+            .close(pull_consumers.map(|s| &s.handle))
+            .await;
         if link.take().is_some() {
             connection::release(&self.options.connection).await;
         }
@@ -647,7 +680,7 @@ fn over_limit(write: &Write, max: usize) -> ReplicationError {
 
 /// The live feed sees only what it needs of its replication.
 impl FeedSource for Replication {
-    async fn connected(&self) -> Result<(Arc<Connection>, Stream)> {
+    async fn connected(&self) -> Result<(Arc<Connection>, Opened)> {
         Replication::connected(self).await
     }
 

@@ -12,6 +12,69 @@ use async_nats::jetstream::ErrorCode as JsCode;
 use futures::{StreamExt, TryStreamExt};
 use std::time::Duration;
 
+/// The stream of a replication as opened: a handle for requests on it, and its config where
+/// this user may read it (a tenant may not: the stream's info lists every tenant's subjects).
+#[derive(Clone)]
+pub struct Opened {
+    pub handle: Stream<()>,
+    pub config: Option<async_nats::jetstream::stream::Config>,
+    /// A tenant's (option `tenant`): only the requests `tenantPermissions()` grants, reading
+    /// through consumers that push into its inbox (`delivery.rs`).
+    pub confined: bool,
+}
+
+impl Opened {
+    /// The stream's subjects, when known.
+    pub fn subjects(&self) -> Option<&[String]> {
+        self.config.as_ref().map(|c| c.subjects.as_slice())
+    }
+
+    /// Whether the replication may use direct gets: the stream allows them, and it is no
+    /// tenant's (unknown: no).
+    pub fn allow_direct(&self) -> bool {
+        self.config.as_ref().is_some_and(|c| c.allow_direct)
+    }
+}
+
+/// Opens the stream of `layout`: found or created and checked (`ensure`), or, for a tenant
+/// (`confined`), taken as it is without a request, as its stream is created beforehand by an
+/// administrator and a tenant may not read its info.
+pub async fn open(
+    conn: &Connection,
+    layout: &Layout,
+    options: &crate::options::ReplicationOptions,
+) -> Result<Opened> {
+    let name = layout.stream_name();
+    // Makes no request: a handle for a name (checked by the options).
+    let handle = conn
+        .jetstream
+        .get_stream_no_info(&name)
+        .await
+        .map_err(|e| {
+            ReplicationError::new(
+                ErrorCode::InvalidOption,
+                format!("option streamName {name:?}: {e}"),
+            )
+        })?;
+    if options.confined() {
+        return Ok(Opened {
+            handle,
+            config: None,
+            confined: true,
+        });
+    }
+    let stream = ensure(conn, layout, &options.stream_config).await?;
+    let mut config = stream.cached_info().config.clone();
+    // A direct get's reply subject can be an API request, which the server then executes with
+    // the account's rights: tenants are not granted direct gets, even on a bucket of their own.
+    config.allow_direct &= options.tenant != Some(true);
+    Ok(Opened {
+        handle,
+        config: Some(config),
+        confined: false,
+    })
+}
+
 /// Returns the stream of `layout`, creating it when it is missing and the layout may
 /// (`Layout::stream_config`: the official plugin's stream, or a bucket as the NATS clients
 /// create it, so every client opens it without a config mismatch).

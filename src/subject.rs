@@ -84,6 +84,18 @@ pub fn is_valid_prefix(prefix: &str) -> bool {
         })
 }
 
+/// Whether `pattern` is a subject a stream may store: non-empty tokens, `*` for one token,
+/// `>` only as the last.
+pub fn is_valid_pattern(pattern: &str) -> bool {
+    let tokens: Vec<&str> = pattern.split('.').collect();
+    tokens.iter().enumerate().all(|(i, t)| {
+        !t.is_empty()
+            && (*t != ">" || i == tokens.len() - 1)
+            && (t.len() == 1 || !t.contains(['*', '>']))
+            && !t.chars().any(|c| c.is_whitespace() || c.is_control())
+    })
+}
+
 /// Whether every subject matching `filter` also matches the stream subject `pattern`
 /// (both may hold the wildcards `*` and `>`).
 pub fn pattern_covers(pattern: &str, filter: &str) -> bool {

@@ -8,7 +8,7 @@ impl Objects {
     pub async fn remove_unreferenced(
         &self,
         conn: &Connection,
-        documents: &Stream,
+        documents: &crate::stream::Opened,
         options: &ReplicationOptions,
         older_than: Duration,
     ) -> Result<CleanupReport> {
@@ -26,7 +26,7 @@ impl Objects {
 /// Removes the unreferenced objects of `bucket` older than `grace`, and unfinished uploads.
 pub(super) async fn cleanup(
     conn: &Connection,
-    documents: &Stream,
+    documents: &crate::stream::Opened,
     bucket: &Bucket,
     grace: Duration,
 ) -> Result<CleanupReport> {
@@ -98,15 +98,16 @@ pub(super) async fn cleanup(
 
 /// The objects of `bucket` that the newest message of some subject of `documents` references.
 pub(super) async fn referenced_objects(
-    documents: &Stream,
+    documents: &crate::stream::Opened,
     bucket: &str,
 ) -> Result<HashSet<String>> {
     let failed = |e: &dyn std::error::Error| {
         ReplicationError::unavailable("reading the newest revision of every document", e)
     };
     let mut referenced = HashSet::new();
-    for filter in &documents.cached_info().config.subjects {
+    for filter in documents.subjects().unwrap_or_default() {
         let consumer = documents
+            .handle
             .create_consumer(scratch_consumer(
                 filter.clone(),
                 DeliverPolicy::LastPerSubject,
@@ -147,8 +148,11 @@ pub(super) async fn referenced_objects(
             Ok(())
         }
         .await;
-        let _ =
-            tokio::time::timeout(Duration::from_secs(2), documents.delete_consumer(&name)).await;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            documents.handle.delete_consumer(&name),
+        )
+        .await;
         result?;
     }
     Ok(referenced)

@@ -8,7 +8,7 @@ impl Objects {
     pub async fn fetch(
         &self,
         conn: &Connection,
-        documents: &Stream,
+        documents: &crate::stream::Opened,
         options: &ReplicationOptions,
         counters: &Counters,
         wanted: &[WantedObject],
@@ -146,7 +146,7 @@ pub(super) fn about(err: ReplicationError, wanted: &WantedObject) -> Replication
 
 /// Whether the document's subject holds a newer message than the one with this reference.
 pub(super) async fn superseded(
-    documents: &Stream,
+    documents: &crate::stream::Opened,
     options: &ReplicationOptions,
     wanted: &WantedObject,
 ) -> Result<bool> {
@@ -154,7 +154,11 @@ pub(super) async fn superseded(
         return Ok(false);
     };
     let subject = crate::layout::Layout::of(options).subject_for(&wanted.document_id);
-    match documents.get_last_raw_message_by_subject(&subject).await {
+    match documents
+        .handle
+        .get_last_raw_message_by_subject(&subject)
+        .await
+    {
         Ok(message) => Ok(message.sequence > sequence),
         Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(false),
         Err(e) => Err(ReplicationError::unavailable(
