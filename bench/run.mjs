@@ -9,7 +9,7 @@
 //   BENCH_QUICK=1        a ~2-minute subset (1,000 and 10,000 documents, batch 100); does not touch the README
 //   BENCH_SIZES=1000,10000 BENCH_BATCHES=100 BENCH_RUNS=5 BENCH_LIMIT_MS=60000   (defaults: 1000,10000,100000; 100,1000; 3; 60000)
 //                        (a push or pull cell's limit is 3× RxDB's own time for it when that is longer)
-//   BENCH_ONLY=revisions|slow|latency|kv|...   one part only (does not touch the README)
+//   BENCH_ONLY=revisions|slow|latency|kv|tenants|...   one part only (does not touch the README)
 //   BENCH_DELAY_MS=20    the one-way delay of the slow link
 //   BENCH_ATTACHMENTS=100x102400,10x5242880   documents x bytes per attachment (the default; empty: none)
 import { execFileSync } from 'node:child_process';
@@ -139,6 +139,17 @@ if (part('churn')) {
   cell('native', 'churn', CHURN_N, 100, { key: 'churn/native' });
   cell('native', 'churn', CHURN_N, 100, { key: 'churn/native-ttl', env: { BENCH_TOMBSTONE_TTL_MS: String(CHURN_TTL_MS) } });
   cell('official', 'churn', CHURN_N, 100, { key: 'churn/official', runs: OFFICIAL_RUNS });
+}
+
+// A fresh tenant's first pull: alone on its stream, and beside 9 other tenants of the same size
+// (the official plugin's consumers are not filtered: it reads, and hands RxDB, every tenant's
+// documents, so there is no figure of it to compare); then the same with tenant: true.
+const TENANT_N = QUICK ? 1000 : 10000;
+const TENANT_ROWS = [['alone', 0, '0'], ['beside', 9, '0'], ['alone-tenant', 0, '1'], ['beside-tenant', 9, '1']];
+if (part('tenants')) {
+  for (const [key, others, tenant] of TENANT_ROWS) {
+    cell('native', 'tenantPull', TENANT_N, 100, { key: `tenants/${key}`, env: { BENCH_OTHER_TENANTS: String(others), BENCH_TENANT: tenant } });
+  }
 }
 
 // Attachments: the official plugin loses their data, so there is nothing to compare it with.
@@ -325,6 +336,19 @@ if (part('churn')) {
     const [ms, messages, bytes, expiredMessages, expiredBytes] = ['ms', 'messages', 'bytes', 'expiredMessages', 'expiredBytes'].map((f) => stat(`churn/${key}`, f));
     const after = key === 'native-ttl' ? `${fmt(expiredMessages.median)} | ${fmt(expiredBytes.median)}` : 'kept | kept';
     t.push(`| ${label} | ${withSpread(ms)} | ${fmt(messages.median)} | ${fmt(bytes.median)} | ${after} |`);
+  }
+  tables.push(t.join('\n'));
+}
+
+if (part('tenants')) {
+  const t = [
+    `| a fresh tenant's first pull of its ${fmt(TENANT_N)} documents | on a stream of its own documents ms | beside 9 tenants of as many (10× the stream) ms | ratio |`,
+    '| --- | ---: | ---: | ---: |',
+  ];
+  for (const [label, suffix] of [['native', ''], ['native, `tenant: true` (push consumers on its inbox)', '-tenant']]) {
+    const [alone, beside] = [stat(`tenants/alone${suffix}`), stat(`tenants/beside${suffix}`)];
+    const ratio = alone && beside && alone.complete && beside.complete ? fmt(beside.median / alone.median, 2) : 'n/a';
+    t.push(`| ${label} | ${withSpread(alone)} | ${withSpread(beside)} | ${ratio} |`);
   }
   tables.push(t.join('\n'));
 }

@@ -4,7 +4,7 @@
 import { createRxDatabase, addRxPlugin } from 'rxdb';
 import { RxDBAttachmentsPlugin } from 'rxdb/plugins/attachments';
 import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
-import { replicateNats as replicateNative } from 'rxdb-nats-native';
+import { replicateNats as replicateNative, tenantPermissions } from 'rxdb-nats-native';
 import { replicateNats as replicateOfficial } from 'rxdb/plugins/replication-nats';
 import { replicateRxCollection } from 'rxdb/plugins/replication';
 import { connect } from 'nats';
@@ -70,7 +70,16 @@ function bytesOf(size, seed) {
 
 // Set in the child process that seeds the stream (see `seed`): the server to seed, no scenario.
 const SEED_URL = process.env.BENCH_SEED_URL;
-const server = SEED_URL ? null : await startNatsServer();
+// BENCH_TENANT=1: users `admin` (everything) and `tenant` (tenantPermissions() for bench.docs on
+// stream bench); the native replication then runs with tenant: true as `tenant`.
+const TENANT = process.env.BENCH_TENANT === '1';
+const tenantUsers = () =>
+  `authorization { users: [ { user: admin, password: admin }, { user: tenant, password: tenant, permissions: ${JSON.stringify(
+    tenantPermissions({ streamName: 'bench', subjectPrefix: 'bench.docs' })
+  )} } ] }`;
+const server = SEED_URL ? null : await startNatsServer(TENANT ? { config: tenantUsers() } : undefined);
+/** The bench's own connections (seeding, counting): the administrator when there are users. */
+const admin = TENANT ? { user: 'admin', pass: 'admin' } : {};
 // BENCH_DELAY_MS > 0: the clients reach the server over a slow link (a delaying proxy in a
 // process of its own, so this process's work cannot delay the link), each way.
 const DELAY_MS = Number(process.env.BENCH_DELAY_MS || 0);
@@ -97,7 +106,8 @@ function replicate(db, { pull = true, push = true, live = true, autoStart = true
     replicationIdentifier: 'bench',
     ...layout,
     ...(impl === 'native' && TOMBSTONE_TTL_MS ? { streamConfig: { tombstoneTtl: TOMBSTONE_TTL_MS } } : {}),
-    connection: impl === 'official' ? { servers: url, maxReconnectAttempts: 0 } : { servers: url },
+    connection: impl === 'official' ? { servers: url, maxReconnectAttempts: 0 } : { servers: url, ...(TENANT ? { user: 'tenant', pass: 'tenant' } : {}) },
+    ...(impl === 'native' && TENANT ? { tenant: true } : {}),
     pull: pull ? { batchSize: batch } : undefined,
     push: push ? { batchSize: batch } : undefined,
     live,
@@ -515,6 +525,31 @@ const scenarios = {
   // N short-lived documents, BATCH at a time: each is created, updated once and deleted, each
   // step pushed before the next. What the stream holds then (messages, bytes), and, with
   // BENCH_TOMBSTONE_TTL_MS, once the tombstones have expired (after which it holds nothing).
+  // A fresh client's first pull of its N documents from a stream shared with
+  // BENCH_OTHER_TENANTS other tenants of N documents each (written interleaved with its own, on
+  // bench.tenant<k>.*), timed until its N documents arrived.
+  async tenantPull() {
+    const others = Number(process.env.BENCH_OTHER_TENANTS || 0);
+    const nc = await connect({ servers: url, ...admin });
+    await (await nc.jetstreamManager()).streams.add({ name: STREAM, subjects: [`${STREAM}.>`] });
+    const js = nc.jetstream();
+    const acks = [];
+    for (let i = 0; i < N; i++) {
+      const body = new TextEncoder().encode(JSON.stringify(doc(i, { _deleted: false })));
+      for (let t = 0; t <= others; t++) {
+        acks.push(js.publish(`${t === 0 ? PREFIX : `${STREAM}.tenant${t}`}.${doc(i).id}`, body));
+        if (acks.length >= 5000) await Promise.all(acks.splice(0));
+      }
+    }
+    await Promise.all(acks);
+    await nc.close();
+    const db = await createDb();
+    const started = performance.now();
+    const arrivals = timeArrivals(started, db.docs, N);
+    replicate(db, { push: false, live: false });
+    return arrivals;
+  },
+
   async churn() {
     const db = await createDb();
     const r = replicate(db, { pull: false });
