@@ -417,6 +417,11 @@ impl PullCursor {
         }
         cursor.follows = batch.checkpoint;
         let caught_up = exhausted && cursor.buffer.is_empty();
+        if caught_up && matches!(cursor.reader, Some(Reader::Push(_))) {
+            // A push consumer would go on pushing (and heartbeats pile up) while no pull reads
+            // it: the next pull opens a new one (the live feed reads in the meantime).
+            cursor.reader = None;
+        }
         tracing::debug!(
             after = checkpoint,
             checkpoint = batch.checkpoint,
