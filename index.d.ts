@@ -387,7 +387,14 @@ export interface NatsCompactResult {
 export declare function compactStream(options: NatsCompactOptions): Promise<NatsCompactResult>;
 
 /** A tenant: a prefix on a stream shared with other tenants, or a KV bucket of its own. */
-export type NatsTenant = { streamName: string; subjectPrefix: string } | { kv: { bucket: string } };
+export type NatsTenant =
+  | {
+      streamName: string;
+      subjectPrefix: string;
+      /** The tenant's own attachments bucket (its replications' `attachments.bucket`). */
+      attachments?: { bucket: string };
+    }
+  | { kv: { bucket: string } };
 
 /** NATS user permissions, as in a nats-server config `permissions` block. */
 export interface NatsUserPermissions {
@@ -397,7 +404,7 @@ export interface NatsUserPermissions {
 
 /**
  * The permissions that let a replication with `tenant: true` replicate exactly this tenant's
- * documents (live, pull, push, conflicts) on nats-server >= 2.10, and read or write no other
+ * documents (live, pull, push, conflicts, attachments) on nats-server >= 2.10, and read or write no other
  * tenant's (see "Tenants" in the README). Throws an `RxNatsError` (`NATS_INVALID_OPTION`).
  */
 export declare function tenantPermissions(tenant: NatsTenant): NatsUserPermissions;

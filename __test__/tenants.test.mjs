@@ -4,16 +4,20 @@
 import { test, before, after, afterEach } from './harness/test.mjs';
 import assert from 'node:assert/strict';
 import { connect } from 'nats';
+import { addRxPlugin } from 'rxdb';
+import { RxDBAttachmentsPlugin } from 'rxdb/plugins/attachments';
 import { person, ids, range } from './harness/people.mjs';
 import { tenantPermissions } from 'rxdb-nats-native';
 import { startNatsServer, NatsServer, onServer } from './harness/nats-server.mjs';
-import { createDb as createRxDb, uniqueName, waitFor, docsOf, collectErrors, replicatePeople, replicateNats, firstMatching, codeOf } from './harness/rxdb.mjs';
+import { personSchema, createDb as createRxDb, uniqueName, waitFor, docsOf, collectErrors, replicatePeople, replicateNats, firstMatching, codeOf } from './harness/rxdb.mjs';
 import { randomBytes } from 'node:crypto';
+
+addRxPlugin(RxDBAttachmentsPlugin);
 
 // Each test's databases are closed after it (RxDB opens at most 16 collections at once).
 let opened = [];
-const createDb = async () => {
-  const db = await createRxDb();
+const createDb = async (options) => {
+  const db = await createRxDb(options);
   opened.push(db);
   return db;
 };
@@ -224,10 +228,10 @@ const randomSecret = (label) => `${label}-${randomBytes(12).toString('hex')}`;
  * stream `app`, which `admin` (all permissions) creates, with 3 documents per tenant and direct
  * gets allowed (so refusing them is the permissions' doing).
  */
-async function tenantServer() {
+async function tenantServer({ attachments = false } = {}) {
   const pass = Object.fromEntries(['admin', ...TENANTS].map((u) => [u, randomSecret(u)]));
   const users = TENANTS.map((t) => {
-    const permissions = tenantPermissions({ streamName: 'app', subjectPrefix: `app.${t}` });
+    const permissions = tenantPermissions({ streamName: 'app', subjectPrefix: `app.${t}`, ...(attachments ? { attachments: { bucket: `${t}_files` } } : {}) });
     return `{ user: ${t}, password: "${pass[t]}", permissions: ${JSON.stringify(permissions)} }`;
   });
   const secured = await new NatsServer({
@@ -465,5 +469,51 @@ test('tenantPermissions({ kv }): tenants with a bucket each create and replicate
     await nc.close();
     await Promise.all(states.map((r) => r.cancel()));
     await secured.destroy();
+  }
+});
+
+test('tenantPermissions({ attachments }): a tenant replicates attachments through a bucket of its own, which the other tenant cannot reach', needsTenants, async () => {
+  const t = await tenantServer({ attachments: true });
+  const schema = { ...personSchema, attachments: {} };
+  const [a1, a2] = [await createDb({ schema }), await createDb({ schema })];
+  const attachments = { bucket: 'acme_files', inlineMaxBytes: 1000 };
+  const states = [t.replicate('acme', a1, { attachments }), t.replicate('acme', a2, { attachments })];
+  const errors = collectErrors(states);
+  const nc = await t.as('globex');
+  try {
+    await Promise.all(states.map((r) => r.awaitInitialReplication()));
+    const data = randomBytes(20000);
+    const doc = await a1.people.insert(person(7, { name: 'acme 7' }));
+    await doc.putAttachment({ id: 'scan.bin', data: new Blob([data], { type: 'application/octet-stream' }), type: 'application/octet-stream' });
+    const arrived = async () => (await a2.people.findOne(person(7).id).exec())?.getAttachment('scan.bin');
+    await waitFor(arrived, 'the attachment on acme2');
+    assert.ok(Buffer.from(await (await (await arrived()).getData()).arrayBuffer()).equals(data));
+    const info = await t.jsm.streams.info('OBJ_acme_files');
+    assert.ok(info.state.messages >= 2, 'the content went to the bucket, not the message');
+    assert.equal(info.config.allow_direct, false);
+    // Cleanup reads only the tenant's documents: the referenced object stays, then goes.
+    assert.equal((await states[0].removeUnreferencedAttachments({ olderThanMs: 0 })).removed, 0);
+    await (await a1.people.findOne(person(7).id).exec()).getAttachment('scan.bin').remove();
+    await states[0].awaitInSync();
+    await waitFor(async () => !(await arrived()), 'the removal on acme2');
+    assert.equal((await states[0].removeUnreferencedAttachments({ olderThanMs: 0 })).removed, 1);
+    assert.deepEqual(errors, []);
+
+    const request = (subject, body = {}) => nc.request(subject, encode(body), { timeout: 3000 });
+    const refused = (what, promise) => assert.rejects(promise, (e) => /permission/i.test(`${e.code} ${e.message}`), what);
+    await refused("acme's bucket info", request('$JS.API.STREAM.INFO.OBJ_acme_files'));
+    await refused("a consumer of acme's bucket", request('$JS.API.CONSUMER.CREATE.OBJ_acme_files', { stream_name: 'OBJ_acme_files', config: { deliver_subject: '_RXNATS.2.app.globex.x' } }));
+    await refused("a stream get of acme's bucket", request('$JS.API.STREAM.MSG.GET.OBJ_acme_files', { seq: 1 }));
+    await refused("a put into acme's bucket", request('$O.acme_files.M.x', {}));
+    const sub = { error: null, received: 0 };
+    nc.subscribe('$O.acme_files.>', { callback: (err) => (err ? (sub.error = err) : sub.received++) });
+    await waitFor(() => sub.error, 'the subscription refused');
+
+    const other = await createDb({ schema });
+    assert.throws(() => t.replicate('acme', other), (err) => err.code === 'NATS_INVALID_OPTION' && /bucket of its own/.test(err.message));
+  } finally {
+    await nc.close();
+    await Promise.all(states.map((r) => r.cancel()));
+    await t.destroy();
   }
 });

@@ -453,13 +453,14 @@ impl ReplicationOptions {
                 ));
             }
         }
-        if self.tenant == Some(true) && self.has_attachments() {
-            return invalid(
-                "option tenant: a tenant's collection cannot have attachments yet (the \
-                 attachments bucket would need permissions tenantPermissions() does not give): \
-                 remove attachments from its schema, or replicate it without tenant"
-                    .to_string(),
-            );
+        if self.confined() && self.has_attachments() && self.attachments.bucket.is_none() {
+            return invalid(format!(
+                "option tenant: a tenant's attachments need a bucket of its own, and the default \
+                 ({:?}) is shared by every prefix of the stream: set attachments.bucket, and give \
+                 the user tenantPermissions({{ streamName, subjectPrefix, attachments: {{ bucket \
+                 }} }})",
+                self.attachment_bucket()
+            ));
         }
         check_max_msgs_per_subject(
             self.stream_config.max_msgs_per_subject,

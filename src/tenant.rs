@@ -8,6 +8,8 @@
 //! - publish `$JS.FC.S.>`: flow control answers of its push consumers;
 //! - subscribe `<inbox>.>`: replies and deliveries, in an inbox no other tenant's lies under.
 //!
+//! With `attachments: { bucket }`, the tenant's own Object Store bucket, whole.
+//!
 //! Not granted, as each would cross tenants: stream info (lists every subject), stream and
 //! direct gets (any sequence; a direct get's reply subject can be an API request executed with
 //! the account's rights), `MSG.NEXT` and ack subjects (they serve any consumer by name),
@@ -25,6 +27,8 @@ pub struct TenantOf {
     pub stream_name: Option<String>,
     pub subject_prefix: Option<String>,
     pub kv: Option<TenantBucket>,
+    /// The tenant's own attachments bucket (option `attachments.bucket`).
+    pub attachments: Option<TenantBucket>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -53,8 +57,15 @@ fn invalid(message: String) -> ReplicationError {
 /// The permissions of a tenant.
 pub fn permissions(of: &TenantOf) -> Result<Permissions> {
     match (&of.kv, &of.stream_name, &of.subject_prefix) {
-        (Some(kv), None, None) => bucket_permissions(&kv.bucket),
-        (None, Some(stream), Some(prefix)) => prefix_permissions(stream, prefix),
+        (Some(kv), None, None) if of.attachments.is_none() => bucket_permissions(&kv.bucket),
+        (None, Some(stream), Some(prefix)) => {
+            let mut permissions = prefix_permissions(stream, prefix)?;
+            if let Some(attachments) = &of.attachments {
+                let objects = object_store_grants(&attachments.bucket)?;
+                permissions.publish.allow.extend(objects);
+            }
+            Ok(permissions)
+        }
         _ => Err(invalid(
             "tenantPermissions() takes { streamName, subjectPrefix } (a tenant's prefix on a \
              shared stream) or { kv: { bucket } } (a tenant's own KV bucket)"
@@ -92,17 +103,42 @@ fn prefix_permissions(stream: &str, prefix: &str) -> Result<Permissions> {
     })
 }
 
-fn bucket_permissions(bucket: &str) -> Result<Permissions> {
+fn valid_bucket(bucket: &str, option: &str) -> Result<()> {
     let valid = !bucket.is_empty()
         && bucket
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if !valid {
-        return Err(invalid(format!(
-            "tenantPermissions(): kv.bucket {bucket:?} is not a KV bucket name: use letters, \
-             digits, '-' and '_'"
-        )));
+    if valid {
+        return Ok(());
     }
+    Err(invalid(format!(
+        "tenantPermissions(): {option} {bucket:?} is not a bucket name: use letters, digits, \
+         '-' and '_'"
+    )))
+}
+
+/// A tenant's own Object Store bucket, whole: its stream `OBJ_<bucket>` has nothing of other
+/// tenants. No direct gets (see the module comment); a bucket this library creates for a
+/// tenant does not allow them, so the Object Store reads with stream gets.
+fn object_store_grants(bucket: &str) -> Result<Vec<String>> {
+    valid_bucket(bucket, "attachments.bucket")?;
+    let api = |what: &str| format!("$JS.API.{what}.OBJ_{bucket}");
+    Ok(vec![
+        format!("$O.{bucket}.>"),
+        api("STREAM.INFO"),
+        api("STREAM.CREATE"),
+        api("STREAM.MSG.GET"),
+        api("STREAM.PURGE"),
+        api("CONSUMER.CREATE"),
+        format!("{}.>", api("CONSUMER.CREATE")),
+        format!("{}.*", api("CONSUMER.MSG.NEXT")),
+        format!("{}.*", api("CONSUMER.DELETE")),
+        format!("$JS.FC.OBJ_{bucket}.>"),
+    ])
+}
+
+fn bucket_permissions(bucket: &str) -> Result<Permissions> {
+    valid_bucket(bucket, "kv.bucket")?;
     let stream = format!("KV_{bucket}");
     let api = |what: &str| format!("$JS.API.{what}.{stream}");
     Ok(Permissions {
@@ -167,6 +203,18 @@ mod tests {
     }
 
     #[test]
+    fn an_attachments_bucket_adds_its_own_object_store() {
+        let p = of(r#"{"streamName":"app","subjectPrefix":"app.acme","attachments":{"bucket":"acme_files"}}"#)
+            .unwrap();
+        let objects: Vec<&String> = p.publish.allow.iter().skip(3).collect();
+        assert!(objects.contains(&&"$O.acme_files.>".to_string()));
+        assert!(objects
+            .iter()
+            .all(|s| s.contains("acme_files") && !s.contains("DIRECT")));
+        assert_eq!(p.subscribe.allow, ["_RXNATS.2.app.acme.>"]);
+    }
+
+    #[test]
     fn bad_input_is_an_invalid_option() {
         for bad in [
             r#"{"streamName":"app"}"#,
@@ -175,6 +223,8 @@ mod tests {
             r#"{"streamName":"a.b","subjectPrefix":"app.acme"}"#,
             r#"{"kv":{"bucket":"a.b"}}"#,
             r#"{"kv":{"bucket":"a"},"streamName":"app"}"#,
+            r#"{"kv":{"bucket":"a"},"attachments":{"bucket":"b"}}"#,
+            r#"{"streamName":"app","subjectPrefix":"app.a","attachments":{"bucket":"b.c"}}"#,
         ] {
             assert_eq!(of(bad).unwrap_err().code, ErrorCode::InvalidOption, "{bad}");
         }

@@ -15,7 +15,8 @@ impl Objects {
         let Some(bucket) = self.bucket(conn, options, false).await? else {
             return Ok(CleanupReport::default());
         };
-        let result = cleanup(conn, documents, &bucket, older_than).await;
+        let filter = crate::layout::Layout::of(options).filter();
+        let result = cleanup(conn, documents, &filter, &bucket, older_than).await;
         if result.is_err() {
             self.forget().await;
         }
@@ -27,6 +28,7 @@ impl Objects {
 pub(super) async fn cleanup(
     conn: &Connection,
     documents: &crate::stream::Opened,
+    documents_filter: &str,
     bucket: &Bucket,
     grace: Duration,
 ) -> Result<CleanupReport> {
@@ -44,7 +46,12 @@ pub(super) async fn cleanup(
     })
     .await?
     .map_err(|e| failed("listing the objects", &*e))?;
-    let referenced = referenced_objects(documents, &bucket.name).await?;
+    let referenced = if documents.confined {
+        // A tenant's bucket is its own, and its documents are all it may read.
+        referenced_by_prefix(conn, documents, documents_filter, &bucket.name).await?
+    } else {
+        referenced_objects(documents, &bucket.name).await?
+    };
     let mut report = CleanupReport {
         objects: objects.len() as u64,
         ..Default::default()
@@ -78,9 +85,10 @@ pub(super) async fn cleanup(
         if live_uploads.contains(nuid) {
             continue;
         }
+        // A stream get, not a direct one: a tenant's bucket allows no direct gets.
         let first = bucket
             .stream
-            .direct_get_first_for_subject(subject.clone())
+            .get_first_raw_message_by_subject(subject.clone(), 1)
             .await
             .map_err(|e| failed("reading a chunk", &e))?;
         if older_than(first.time, grace) {
@@ -94,6 +102,41 @@ pub(super) async fn cleanup(
         }
     }
     Ok(report)
+}
+
+/// The objects of `bucket` that the newest message of some subject on `filter` references, read
+/// through the tenant's inbox.
+async fn referenced_by_prefix(
+    conn: &Connection,
+    documents: &crate::stream::Opened,
+    filter: &str,
+    bucket: &str,
+) -> Result<HashSet<String>> {
+    let start = crate::pull::Start::NewestOf;
+    let mut delivery =
+        crate::delivery::Delivery::open(conn, &documents.handle, start, filter, false).await?;
+    let mut referenced = HashSet::new();
+    loop {
+        let batch = delivery
+            .fetch(1000, crate::delivery::READ_WAIT)
+            .await
+            .map_err(|e| {
+                ReplicationError::new(
+                    ErrorCode::Unavailable,
+                    format!("reading the documents' newest revisions failed ({e}); try again"),
+                )
+            })?;
+        if batch.is_empty() {
+            return Ok(referenced);
+        }
+        for message in batch {
+            for reference in attachments::references(&message.payload) {
+                if reference.bucket == bucket {
+                    referenced.insert(reference.object);
+                }
+            }
+        }
+    }
 }
 
 /// The objects of `bucket` that the newest message of some subject of `documents` references.

@@ -94,14 +94,14 @@ impl Objects {
                     )),
                     Some(Err(ReadFailure::Failed(e))) => Fetched::Failed(about(e.clone(), w)),
                     Some(Err(ReadFailure::Missing(why))) => {
-                        if superseded(documents, options, w).await? {
+                        if superseded(conn, documents, options, w).await? {
                             Fetched::Superseded
                         } else {
                             Fetched::Failed(about(missing(why.clone()), w))
                         }
                     }
                     None => {
-                        if superseded(documents, options, w).await? {
+                        if superseded(conn, documents, options, w).await? {
                             Fetched::Superseded
                         } else {
                             let why = format!("bucket {ours:?} does not exist");
@@ -146,6 +146,7 @@ pub(super) fn about(err: ReplicationError, wanted: &WantedObject) -> Replication
 
 /// Whether the document's subject holds a newer message than the one with this reference.
 pub(super) async fn superseded(
+    conn: &Connection,
     documents: &crate::stream::Opened,
     options: &ReplicationOptions,
     wanted: &WantedObject,
@@ -154,6 +155,11 @@ pub(super) async fn superseded(
         return Ok(false);
     };
     let subject = crate::layout::Layout::of(options).subject_for(&wanted.document_id);
+    if documents.confined {
+        let newest = crate::delivery::newest_on(conn, &documents.handle, &subject).await?;
+        let newer = newest.and_then(|m| m.info().ok().map(|i| i.stream_sequence > sequence));
+        return Ok(newer.unwrap_or(false));
+    }
     match documents
         .handle
         .get_last_raw_message_by_subject(&subject)

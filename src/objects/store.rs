@@ -41,17 +41,20 @@ pub(super) async fn open(
     create: bool,
 ) -> Result<Option<Bucket>> {
     let name = options.attachment_bucket();
-    match look_up(conn, &name).await? {
+    let tenant = options.tenant == Some(true);
+    match look_up(conn, &name, tenant).await? {
         None if create => {
             create_bucket(conn, options, &name).await?;
-            look_up(conn, &name).await
+            look_up(conn, &name, tenant).await
         }
         found => Ok(found),
     }
 }
 
-/// The bucket and the stream under it; `None` if it does not exist.
-pub(super) async fn look_up(conn: &Connection, name: &str) -> Result<Option<Bucket>> {
+/// The bucket and the stream under it; `None` if it does not exist. A tenant's bucket must not
+/// allow direct gets: the Object Store would read with them, and a tenant may not (see
+/// `tenant.rs`).
+pub(super) async fn look_up(conn: &Connection, name: &str, tenant: bool) -> Result<Option<Bucket>> {
     let opening = |e: &(dyn std::error::Error + 'static)| {
         jetstream_error(conn, &format!("opening the attachments bucket {name:?}"), e)
     };
@@ -63,6 +66,16 @@ pub(super) async fn look_up(conn: &Connection, name: &str) -> Result<Option<Buck
             return if missing { Ok(None) } else { Err(opening(&e)) };
         }
     };
+    if tenant && stream.cached_info().config.allow_direct {
+        return Err(ReplicationError::new(
+            ErrorCode::StreamMismatch,
+            format!(
+                "the attachments bucket {name:?} allows direct gets, which a tenant may not use \
+                 (see the README's Tenants): let this replication create its bucket, or turn \
+                 allow_direct off on stream OBJ_{name}"
+            ),
+        ));
+    }
     let store = in_bucket(conn, name, conn.jetstream.get_object_store(name))
         .await?
         .map_err(|e| opening(&e))?;
@@ -94,6 +107,9 @@ pub(super) async fn create_bucket(
         },
         ..Default::default()
     };
+    if options.tenant == Some(true) {
+        return create_tenant_bucket(conn, config).await;
+    }
     let Err(e) = in_bucket(conn, name, conn.jetstream.create_object_store(config)).await? else {
         return Ok(());
     };
@@ -111,6 +127,41 @@ pub(super) async fn create_bucket(
         code.and_then(|code| replicas_error(code, replicas, &format!("OBJ_{name}"), &conn.servers))
     {
         return Err(err);
+    }
+    Err(jetstream_error(
+        conn,
+        &format!("creating the attachments bucket {name:?}"),
+        &e,
+    ))
+}
+
+/// A tenant's bucket: the stream async-nats creates for an Object Store, without direct gets.
+async fn create_tenant_bucket(conn: &Connection, config: object_store::Config) -> Result<()> {
+    let name = config.bucket.clone();
+    let stream = async_nats::jetstream::stream::Config {
+        name: format!("OBJ_{name}"),
+        description: config.description,
+        subjects: vec![format!("$O.{name}.C.>"), format!("$O.{name}.M.>")],
+        storage: config.storage,
+        num_replicas: config.num_replicas,
+        discard: async_nats::jetstream::stream::DiscardPolicy::New,
+        allow_rollup: true,
+        allow_direct: false,
+        ..Default::default()
+    };
+    let replicas = stream.num_replicas;
+    let created = in_bucket(conn, &name, conn.jetstream.create_stream(stream)).await?;
+    let Err(e) = created else {
+        return Ok(());
+    };
+    if conn.jetstream.get_object_store(&name).await.is_ok() {
+        return Ok(());
+    }
+    if let CreateStreamErrorKind::JetStream(js) = e.kind() {
+        let stream = format!("OBJ_{name}");
+        if let Some(err) = replicas_error(js.error_code(), replicas, &stream, &conn.servers) {
+            return Err(err);
+        }
     }
     Err(jetstream_error(
         conn,
