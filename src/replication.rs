@@ -614,15 +614,18 @@ impl Replication {
             conn.reconnects().saturating_sub(before),
             info.as_ref().map(|info| info.state.last_sequence),
         );
-        let layout = &self.shape.layout;
-        let watch = pull::RemovalWatch::of(
-            info.as_ref().map(|info| info.config.subjects.as_slice()),
-            &layout.filter(),
-            None,
-        );
-        if let (Some(stream), RemovalWatch::Anchor { .. }) = (open, watch) {
-            // A shared stream: count only this replication's messages.
-            let filter = layout.filter();
+        let filter = self.shape.layout.filter();
+        // A stream shared with other subjects: count only this replication's messages (a
+        // stream whose info did not come keeps lag None, without a second wait).
+        let shared = match (&open, &info) {
+            (Some(stream), _) if stream.confined => true,
+            (_, Some(info)) => matches!(
+                RemovalWatch::of(Some(&info.config.subjects), &filter, None),
+                RemovalWatch::Anchor { .. }
+            ),
+            _ => false,
+        };
+        if let (Some(stream), true) = (open, shared) {
             let pending = pull::pending_after(&conn, &stream, &filter, stats.checkpoint);
             stats.lag = tokio::time::timeout(Duration::from_secs(2), pending)
                 .await
