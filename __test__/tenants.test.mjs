@@ -419,6 +419,16 @@ test('tenantPermissions(): no way of reading or writing another tenant\'s docume
     await nc.flush();
     await waitFor(async () => (await rg.stats()).malformedSkipped >= 1, 'the acknowledgement skipped by globex');
     assert.ok(globexErrors.some((e) => codeOf(e) === 'NATS_MALFORMED_MESSAGE'));
+    // Aimed at an existing document, the acknowledgement becomes its newest message: a fresh
+    // globex client still gets the document, from its revision before.
+    nc.publish('app.acme.p501', encode({ ...person(501), _deleted: false }), { reply: 'app.globex.p000' });
+    await nc.flush();
+    await waitFor(async () => JSON.parse(new TextDecoder().decode((await t.jsm.streams.getMessage('app', { last_by_subj: 'app.globex.p000' })).data)).seq, 'the acknowledgement on app.globex.p000');
+    const freshDb = await createDb();
+    const fresh = t.replicate('globex', freshDb, { replicationIdentifier: 'tenant-globex-fresh' });
+    await fresh.awaitInitialReplication();
+    assert.equal((await docsOf(freshDb))[person(0).id]?.name, 'globex 0');
+    await fresh.cancel();
     const globexIds = ids(await docsOf(globexDb));
     assert.deepEqual(globexIds, [...range(0, 3), 900, 901, 902].map((i) => person(i).id));
     assert.ok(Object.values(await docsOf(globexDb)).every((d) => !d.name.startsWith('acme') && d.name !== 'forged'));

@@ -63,6 +63,12 @@ pub struct Decoded {
     pub body: Bytes,
 }
 
+/// Whether a message body is one NATS itself sends as a reply (see `nats_reply`).
+pub fn is_nats_reply(payload: &[u8]) -> bool {
+    serde_json::from_slice::<HashMap<Cow<'_, str>, &RawValue>>(payload)
+        .is_ok_and(|fields| nats_reply(&fields).is_some())
+}
+
 /// What NATS itself sends as a reply, where a client can aim it at any subject: a JetStream
 /// API response (`"type": "io.nats.jetstream.api.v1..."`) or a publish acknowledgement (only
 /// `stream` and `seq`, and maybe `domain`, `duplicate`, `error`).
@@ -362,6 +368,30 @@ impl BatchBuilder {
         true
     }
 
+    /// Adds an earlier revision of a document the batch does not hold (its newest message
+    /// was no document), first, leaving the checkpoint where it is. Returns whether it was
+    /// added.
+    pub fn push_earlier(
+        &mut self,
+        shape: &DocumentShape,
+        subject: &str,
+        sequence: u64,
+        op: Operation,
+        payload: &Bytes,
+    ) -> bool {
+        match shape.decode(subject, sequence, op, payload) {
+            Ok(Decoded { id, body }) if !self.slot_of.contains_key(&id) => {
+                // First, so that a part of the batch handed out up to a later document keeps
+                // that document's sequence as its checkpoint.
+                self.slot_of.values_mut().for_each(|slot| *slot += 1);
+                self.slot_of.insert(id, 0);
+                self.docs.insert(0, Some((sequence, body)));
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Bytes of the documents' JSON bodies.
     pub fn document_bytes(&self) -> usize {
         self.docs.iter().flatten().map(|(_, b)| b.len()).sum()
@@ -508,6 +538,28 @@ mod tests {
         // A document that merely has such fields is one.
         let doc = body(r#"{"name":"x","type":"person","stream":"a","seq":1}"#);
         assert!(s.decode("app.docs.x", 3, Operation::Put, &doc).is_ok());
+    }
+
+    #[test]
+    fn an_earlier_revision_goes_first_and_keeps_the_checkpoint() {
+        let s = shape();
+        let mut batch = BatchBuilder::new(0);
+        assert!(batch.push(
+            &s,
+            "app.docs.a",
+            5,
+            Operation::Put,
+            body(r#"{"id":"a"}"#),
+            10
+        ));
+        let ack = body(r#"{"stream":"app","seq":9}"#);
+        assert!(crate::batch::is_nats_reply(&ack));
+        assert!(batch.push(&s, "app.docs.b", 9, Operation::Put, ack, 10));
+        assert!(batch.push_earlier(&s, "app.docs.b", 3, Operation::Put, &body(r#"{"id":"b"}"#)));
+        assert!(!batch.push_earlier(&s, "app.docs.a", 2, Operation::Put, &body(r#"{"id":"a"}"#)));
+        assert_eq!(batch.sequences(), vec![3, 5]);
+        assert_eq!(batch.checkpoint, 9);
+        assert_eq!(batch.len(), 2);
     }
 
     #[test]

@@ -118,6 +118,8 @@ pub struct PullCursor {
     last_fetched: u64,
     /// The checkpoint whose own message the consumer delivers first (`RemovalWatch::Anchor`).
     anchor: Option<u64>,
+    /// The consumer replays the newest message of each subject (a fresh client).
+    newest_of_each: bool,
 }
 
 /// How a pull sees that messages after its checkpoint were removed before it read them.
@@ -294,6 +296,7 @@ impl PullCursor {
             cursor.reader = Some(reader);
             cursor.follows = checkpoint;
             cursor.anchor = anchor;
+            cursor.newest_of_each = start == Start::NewestOf;
             cursor.last_fetched = match watch {
                 RemovalWatch::Sequences => checkpoint,
                 RemovalWatch::Anchor { .. } => 0,
@@ -303,11 +306,17 @@ impl PullCursor {
         let mut exhausted = false;
         let mut gap = false;
         let mut anchor_lost = false;
+        // Subjects whose newest message is a reply someone aimed there (see `is_nats_reply`).
+        let mut hidden = Vec::new();
         'batch: loop {
             while let Some(m) = cursor.buffer.front() {
                 let payload = m.payload.clone();
+                let reply = cursor.newest_of_each && crate::batch::is_nats_reply(&payload);
                 if !batch.push(shape, &m.subject, m.sequence, m.op, payload, batch_size) {
                     break 'batch;
+                }
+                if reply {
+                    hidden.push((m.subject.clone(), m.sequence));
                 }
                 cursor.buffer.pop_front();
             }
@@ -383,6 +392,14 @@ impl PullCursor {
             }
             cursor.buffer.extend(fetched);
         }
+        for (subject, sequence) in hidden {
+            // A fresh client would not see the document: take its newest revision before.
+            if let Some(m) =
+                newest_document_before(stream, reads, shape, &subject, sequence).await?
+            {
+                batch.push_earlier(shape, &subject, m.sequence, m.op, &m.payload);
+            }
+        }
         let mut removed = None;
         if anchor_lost {
             tracing::debug!(
@@ -435,6 +452,81 @@ impl PullCursor {
             caught_up,
             removed,
         })
+    }
+}
+
+/// The newest message before `before` on `subject` (one document's) that is a document.
+async fn newest_document_before<I>(
+    stream: &Stream<I>,
+    reads: Reads<'_>,
+    shape: &DocumentShape,
+    subject: &str,
+    before: u64,
+) -> Result<Option<Buffered>> {
+    let fail = |e: &(dyn std::error::Error + 'static)| {
+        ReplicationError::unavailable(&format!("reading the revisions of {subject:?}"), e)
+    };
+    let mut reader = match reads {
+        Reads::Pull => Reader::Pull(Box::new(
+            create_consumer(stream, Start::At(1), subject)
+                .await
+                .map_err(|e| fail(&e))?,
+        )),
+        Reads::Push(conn) => Reader::Push(Box::new(
+            Delivery::open(conn, stream, Start::At(1), subject, false).await?,
+        )),
+    };
+    let mut found = None;
+    let read = tokio::time::timeout(FETCH_TIMEOUT, async {
+        loop {
+            let messages = match &mut reader {
+                Reader::Pull(consumer) => {
+                    let mut batch = fetch_now(consumer, 100).await.map_err(|e| fail(&e))?;
+                    let mut got = Vec::new();
+                    while let Some(message) = batch.next().await {
+                        got.push(message.map_err(|e| fail(&*e))?);
+                    }
+                    got
+                }
+                Reader::Push(delivery) => delivery
+                    .fetch(100, FETCH_TIMEOUT)
+                    .await
+                    .map_err(|e| fail(&*e))?,
+            };
+            if messages.is_empty() {
+                return Ok::<_, ReplicationError>(());
+            }
+            for message in messages {
+                let sequence = message.info().map_err(|e| fail(&*e))?.stream_sequence;
+                if sequence >= before {
+                    return Ok(());
+                }
+                let op = shape.layout.operation(message.headers.as_ref());
+                if shape
+                    .decode(subject, sequence, op, &message.payload)
+                    .is_ok()
+                {
+                    found = Some(Buffered {
+                        subject: subject.to_string(),
+                        sequence,
+                        op,
+                        payload: message.payload.clone(),
+                    });
+                }
+            }
+        }
+    })
+    .await;
+    if let Reader::Pull(consumer) = &reader {
+        let name = consumer.cached_info().name.clone();
+        let _ = tokio::time::timeout(Duration::from_secs(2), stream.delete_consumer(&name)).await;
+    }
+    match read {
+        Ok(result) => result.map(|()| found),
+        Err(_) => Err(ReplicationError::new(
+            crate::error::ErrorCode::Unavailable,
+            format!("reading the revisions of {subject:?} got no answer; the pull retries"),
+        )),
     }
 }
 
