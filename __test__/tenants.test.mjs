@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { connect } from 'nats';
 import { addRxPlugin } from 'rxdb';
 import { RxDBAttachmentsPlugin } from 'rxdb/plugins/attachments';
-import { person, ids, range } from './harness/people.mjs';
+import { person, ids, range, twoSynced } from './harness/people.mjs';
 import { tenantPermissions } from 'rxdb-nats-native';
 import { startNatsServer, NatsServer, onServer } from './harness/nats-server.mjs';
 import { personSchema, createDb as createRxDb, uniqueName, waitFor, docsOf, collectErrors, replicatePeople, replicateNats, firstMatching, codeOf } from './harness/rxdb.mjs';
@@ -169,17 +169,19 @@ test('a stream this library creates takes streamConfig.subjects; subjects that m
   );
 });
 
+/** Two acme clients A and B with 20 documents; B is stopped (it resumes with `tenant()`). */
+async function acmeAwayAfter20(streamName, extra = {}) {
+  const acme = { subjectPrefix: `${streamName}.acme`, replicationIdentifier: `${streamName}-acme`, ...extra };
+  const synced = await twoSynced(server.url, streamName, 20, acme);
+  opened.push(synced.a, synced.b);
+  await synced.rb.cancel();
+  return synced;
+}
+
 test('a tenant client back on a shared stream reads what it missed, without reconciling', async () => {
   const streamName = uniqueName('app');
   await createSharedStream(streamName);
-  const [a, b] = [await createDb(), await createDb()];
-  const ra = tenant(streamName, 'acme', a);
-  const rb = tenant(streamName, 'acme', b);
-  await Promise.all([ra.awaitInitialReplication(), rb.awaitInitialReplication()]);
-  await a.people.bulkInsert(range(0, 20).map((i) => person(i)));
-  await waitFor(async () => ids(await docsOf(b)).length === 20, '20 documents on B');
-  await rb.awaitInSync();
-  await rb.cancel();
+  const { a, b, ra } = await acmeAwayAfter20(streamName);
   await a.people.bulkRemove(range(0, 5).map((i) => person(i).id));
   await a.people.bulkInsert(range(20, 25).map((i) => person(i)));
   await publishPeople(`${streamName}.globex`, range(0, 30));
@@ -194,14 +196,7 @@ test('a tenant client back on a shared stream reads what it missed, without reco
 test('tenants on a shared stream with tombstoneTtl: a client away past the TTL deletes what expired, and nothing comes back', needsTtl, async () => {
   const streamName = uniqueName('app');
   const streamConfig = { subjects: [`${streamName}.>`], tombstoneTtl: 1000 };
-  const [a, b] = [await createDb(), await createDb()];
-  const ra = tenant(streamName, 'acme', a, { streamConfig });
-  const rb = tenant(streamName, 'acme', b, { streamConfig });
-  await Promise.all([ra.awaitInitialReplication(), rb.awaitInitialReplication()]);
-  await a.people.bulkInsert(range(0, 20).map((i) => person(i)));
-  await waitFor(async () => ids(await docsOf(b)).length === 20, '20 documents on B');
-  await rb.awaitInSync();
-  await rb.cancel();
+  const { a, b, ra } = await acmeAwayAfter20(streamName, { streamConfig });
   // Away while 5 documents are deleted and their tombstones expire; another tenant writes.
   await a.people.bulkRemove(range(0, 5).map((i) => person(i).id));
   await ra.awaitInSync();
