@@ -7,8 +7,8 @@
 //! consumer sequences, after which the reader is opened again.
 
 use crate::connection::Connection;
+use crate::consumer::{consumer_name, deliver_policy, Start};
 use crate::error::{self, error_chain, ErrorCode, ReplicationError};
-use crate::pull::{consumer_name, deliver_policy, Start};
 use async_nats::jetstream::consumer::{push, AckPolicy};
 use async_nats::jetstream::stream::Stream;
 use async_nats::{StatusCode, Subscriber};

@@ -9,6 +9,7 @@
 pub mod attachments;
 pub mod batch;
 pub mod connection;
+pub mod consumer;
 pub mod creds;
 pub mod delivery;
 pub mod direct;

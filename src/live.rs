@@ -13,10 +13,11 @@
 
 use crate::batch::{BatchBuilder, DocumentShape, HandedBatch};
 use crate::connection::{Connection, ConnectionEvent};
+use crate::consumer::Start;
 use crate::delivery::Delivery;
 use crate::error::{ReplicationError, Result};
 use crate::layout::Operation;
-use crate::pull::{create_consumer, Start};
+use crate::pull::create_consumer;
 use crate::stream::Opened;
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};

@@ -380,7 +380,11 @@ impl ReplicationOptions {
         let mut options: ReplicationOptions = parse_options(json)?;
         options.check()?;
         if options.tenant == Some(true) {
-            let inbox = tenant_inbox(&crate::layout::Layout::of(&options).subject_prefix());
+            // The prefix of its subjects: `<subjectPrefix>`, or `$KV.<bucket>` (see layout.rs).
+            let inbox = tenant_inbox(&match &options.kv {
+                Some(kv) => format!("$KV.{}", kv.bucket),
+                None => options.subject_prefix.clone(),
+            });
             match &options.connection.inbox_prefix {
                 Some(given) if *given != inbox => {
                     return invalid(format!(

@@ -3,10 +3,12 @@
 
 use crate::batch::{BatchBuilder, DocumentShape};
 use crate::connection::Connection;
+pub use crate::consumer::Start;
+use crate::consumer::{consumer_name, deliver_policy};
 use crate::delivery::Delivery;
 use crate::error::{ReplicationError, Result};
 use crate::layout::Operation;
-use async_nats::jetstream::consumer::{self, pull::Config, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::consumer::{self, pull::Config, AckPolicy, PullConsumer};
 use async_nats::jetstream::stream::Stream;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -15,37 +17,6 @@ use std::time::Duration;
 
 /// Ephemeral consumers of a replication vanish by themselves this long after their last use.
 pub const CONSUMER_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Where a consumer starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Start {
-    /// At this stream sequence (1-based), every message from there.
-    At(u64),
-    /// The newest message of each subject, in stream order, then every new message: a fresh
-    /// client reads each document once, not its whole history.
-    NewestOf,
-    /// The newest message of all those on the filter (for one document's subject: its state).
-    Newest,
-}
-
-/// A name for a consumer of ours. Named consumers are created on
-/// `$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>`, a subject that permissions can bind to
-/// a filter (see `tenantPermissions()` in the README).
-pub fn consumer_name() -> String {
-    format!("rxn_{}", nuid::next())
-}
-
-/// The deliver policy of a consumer that starts at `start`.
-pub fn deliver_policy(start: Start) -> DeliverPolicy {
-    match start {
-        Start::At(seq) if seq <= 1 => DeliverPolicy::All,
-        Start::At(seq) => DeliverPolicy::ByStartSequence {
-            start_sequence: seq,
-        },
-        Start::NewestOf => DeliverPolicy::LastPerSubject,
-        Start::Newest => DeliverPolicy::Last,
-    }
-}
 
 /// Creates an ephemeral, unacknowledged pull consumer of the messages on `filter` (the
 /// replication's own subjects: other subjects of a shared stream are never read).
@@ -69,25 +40,11 @@ pub async fn create_consumer<I>(
         .map_err(|e| consumer::StreamError::with_source(consumer::StreamErrorKind::Other, e))
 }
 
-/// How many messages on `filter` follow `checkpoint` (what a consumer starting after it has
-/// pending); `None` when the server could not be asked.
-pub async fn pending_after(
-    conn: &Connection,
-    stream: &crate::stream::Opened,
-    filter: &str,
-    checkpoint: u64,
-) -> Option<u64> {
-    let start = Start::At(checkpoint + 1);
-    if stream.confined {
-        // Its inbox is dropped at once: the server removes the consumer by itself.
-        let delivery = Delivery::open(conn, &stream.handle, start, filter, true).await;
-        return delivery.ok().map(|d| d.pending());
-    }
-    let consumer = create_consumer(&stream.handle, start, filter).await.ok()?;
-    let info = consumer.cached_info();
-    let deleted = stream.handle.delete_consumer(&info.name);
-    let _ = tokio::time::timeout(Duration::from_secs(2), deleted).await;
-    Some(info.num_pending)
+/// Whether `time` lies more than `age` in the past.
+pub fn older_than(time: async_nats::datetime::DateTime, age: Duration) -> bool {
+    async_nats::datetime::add_std_duration(time, age)
+        .map(|t| t <= async_nats::datetime::now())
+        .unwrap_or(false)
 }
 
 /// How long one fetch may take before the pull fails (and RxDB retries it).
@@ -373,9 +330,7 @@ impl PullCursor {
             {
                 let present = fetched.first().is_some_and(|m| m.sequence == anchor);
                 let young = match (horizon, first_published) {
-                    (Some(horizon), Some(published)) => {
-                        !crate::stream::older_than(published, horizon)
-                    }
+                    (Some(horizon), Some(published)) => !older_than(published, horizon),
                     _ => true,
                 };
                 anchor_lost = !(present && young);

@@ -626,7 +626,7 @@ impl Replication {
             _ => false,
         };
         if let (Some(stream), true) = (open, shared) {
-            let pending = pull::pending_after(&conn, &stream, &filter, stats.checkpoint);
+            let pending = pending_after(&conn, &stream, &filter, stats.checkpoint);
             stats.lag = tokio::time::timeout(Duration::from_secs(2), pending)
                 .await
                 .ok()
@@ -661,6 +661,30 @@ impl Replication {
             connection::release(&self.options.connection).await;
         }
     }
+}
+
+/// How many messages on `filter` follow `checkpoint` (what a consumer starting after it has
+/// pending); `None` when the server could not be asked.
+async fn pending_after(
+    conn: &Connection,
+    stream: &Opened,
+    filter: &str,
+    checkpoint: u64,
+) -> Option<u64> {
+    let start = pull::Start::At(checkpoint + 1);
+    if stream.confined {
+        // Its inbox is dropped at once: the server removes the consumer by itself.
+        let delivery =
+            crate::delivery::Delivery::open(conn, &stream.handle, start, filter, true).await;
+        return delivery.ok().map(|d| d.pending());
+    }
+    let consumer = pull::create_consumer(&stream.handle, start, filter)
+        .await
+        .ok()?;
+    let info = consumer.cached_info();
+    let deleted = stream.handle.delete_consumer(&info.name);
+    let _ = tokio::time::timeout(Duration::from_secs(2), deleted).await;
+    Some(info.num_pending)
 }
 
 fn cancelled() -> ReplicationError {

@@ -4,6 +4,7 @@ use crate::connection::Connection;
 use crate::error::{error_chain, ErrorCode, ReplicationError, Result};
 use crate::layout::Layout;
 use crate::options::StreamSettings;
+pub use crate::pull::older_than;
 use crate::subject;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind, RequestErrorKind};
@@ -429,13 +430,6 @@ mod tests {
             None
         );
     }
-}
-
-/// Whether `time` lies more than `age` in the past.
-pub fn older_than(time: async_nats::datetime::DateTime, age: Duration) -> bool {
-    async_nats::datetime::add_std_duration(time, age)
-        .map(|t| t <= async_nats::datetime::now())
-        .unwrap_or(false)
 }
 
 /// A consumer for one read (deleted after it, and by the server when forgotten): no acks, in

@@ -112,7 +112,7 @@ async fn referenced_by_prefix(
     filter: &str,
     bucket: &str,
 ) -> Result<HashSet<String>> {
-    let start = crate::pull::Start::NewestOf;
+    let start = crate::consumer::Start::NewestOf;
     let mut delivery =
         crate::delivery::Delivery::open(conn, &documents.handle, start, filter, false).await?;
     let mut referenced = HashSet::new();
