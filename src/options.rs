@@ -312,6 +312,14 @@ fn invalid<T>(message: String) -> Result<T> {
     Err(ReplicationError::new(ErrorCode::InvalidOption, message))
 }
 
+/// Whether `name` may name a KV or Object Store bucket: letters, digits, `-` and `_`.
+pub fn is_bucket_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 fn check_stream_name(name: &str) -> Result<()> {
     if name.is_empty()
         || name
@@ -438,11 +446,7 @@ impl ReplicationOptions {
         // a bucket name cannot.
         if self.attachments.bucket.is_some() || self.has_attachments() {
             let bucket = self.attachment_bucket();
-            let valid = !bucket.is_empty()
-                && bucket
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-            if !valid {
+            if !is_bucket_name(&bucket) {
                 let origin = if self.attachments.bucket.is_some() {
                     "option attachments.bucket".to_string()
                 } else {
@@ -521,12 +525,7 @@ impl ReplicationOptions {
                     .to_string(),
             );
         }
-        let valid = !kv.bucket.is_empty()
-            && kv
-                .bucket
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !valid {
+        if !is_bucket_name(&kv.bucket) {
             return invalid(format!(
                 "option kv.bucket {:?} is not a valid KV bucket name: use letters, digits, '-' \
                  and '_'",

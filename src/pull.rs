@@ -138,6 +138,55 @@ enum Reader {
     Push(Box<Delivery>),
 }
 
+impl Reader {
+    /// A consumer of `filter` from `start`, of the kind `reads` says (`fail` words a failed
+    /// create of a pull consumer).
+    async fn open<I>(
+        stream: &Stream<I>,
+        reads: Reads<'_>,
+        start: Start,
+        filter: &str,
+        fail: impl Fn(&(dyn std::error::Error + 'static)) -> ReplicationError,
+    ) -> Result<Reader> {
+        Ok(match reads {
+            Reads::Pull => Reader::Pull(Box::new(
+                create_consumer(stream, start, filter)
+                    .await
+                    .map_err(|e| fail(&e))?,
+            )),
+            Reads::Push(conn) => {
+                let delivery = Delivery::open(conn, stream, start, filter, false).await?;
+                Reader::Push(Box::new(delivery))
+            }
+        })
+    }
+
+    /// Up to `want` messages, as many as the server has at once.
+    async fn fetch(
+        &mut self,
+        want: usize,
+    ) -> std::result::Result<Vec<async_nats::jetstream::Message>, crate::delivery::Broken> {
+        match self {
+            Reader::Pull(consumer) => {
+                let mut messages = fetch_now(consumer, want).await?;
+                let mut got = Vec::with_capacity(want);
+                while let Some(message) = messages.next().await {
+                    got.push(message?);
+                }
+                Ok(got)
+            }
+            Reader::Push(delivery) => delivery.fetch(want, FETCH_TIMEOUT).await,
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Reader::Pull(consumer) => consumer.cached_info().name.as_str(),
+            Reader::Push(delivery) => delivery.name(),
+        }
+    }
+}
+
 impl PullCursor {
     /// Drops the consumer; a pull consumer is deleted on the server (best effort; it also
     /// expires by itself), as is a push consumer once its inbox has no listener.
@@ -233,23 +282,8 @@ impl PullCursor {
                 (c, RemovalWatch::Sequences) => (Start::At(c + 1), None),
                 (c, RemovalWatch::Anchor { .. }) => (Start::At(c), Some(c)),
             };
-            let filter = shape.layout.filter();
-            let reader = match reads {
-                Reads::Pull => Reader::Pull(Box::new(
-                    create_consumer(stream, start, &filter)
-                        .await
-                        .map_err(|e| fail(&e))?,
-                )),
-                Reads::Push(conn) => {
-                    let delivery = Delivery::open(conn, stream, start, &filter, false).await?;
-                    Reader::Push(Box::new(delivery))
-                }
-            };
-            let name = match &reader {
-                Reader::Pull(consumer) => consumer.cached_info().name.as_str(),
-                Reader::Push(delivery) => delivery.name(),
-            };
-            tracing::debug!(consumer = %name, after = checkpoint, "created the pull consumer");
+            let reader = Reader::open(stream, reads, start, &shape.layout.filter(), fail).await?;
+            tracing::debug!(consumer = %reader.name(), after = checkpoint, "created the pull consumer");
             cursor.reader = Some(reader);
             cursor.follows = checkpoint;
             cursor.anchor = anchor;
@@ -267,12 +301,20 @@ impl PullCursor {
         let mut hidden = Vec::new();
         'batch: loop {
             while let Some(m) = cursor.buffer.front() {
-                let payload = m.payload.clone();
-                let reply = cursor.newest_of_each && crate::batch::is_nats_reply(&payload);
-                if !batch.push(shape, &m.subject, m.sequence, m.op, payload, batch_size) {
+                let skipped = batch.skipped.len();
+                if !batch.push(
+                    shape,
+                    &m.subject,
+                    m.sequence,
+                    m.op,
+                    m.payload.clone(),
+                    batch_size,
+                ) {
                     break 'batch;
                 }
-                if reply {
+                // Only a skipped body is parsed again: most messages are documents.
+                let was_skipped = batch.skipped.len() > skipped;
+                if was_skipped && cursor.newest_of_each && crate::batch::is_nats_reply(&m.payload) {
                     hidden.push((m.subject.clone(), m.sequence));
                 }
                 cursor.buffer.pop_front();
@@ -285,20 +327,7 @@ impl PullCursor {
             // A fetch has no deadline of its own: a server that dies mid-fetch would hang the pull.
             let reader = cursor.reader.as_mut().expect("consumer was just set");
             let fetched = tokio::time::timeout(FETCH_TIMEOUT, async {
-                let messages = match reader {
-                    Reader::Pull(consumer) => {
-                        let mut messages = fetch_now(consumer, want).await.map_err(|e| fail(&e))?;
-                        let mut got = Vec::with_capacity(want);
-                        while let Some(message) = messages.next().await {
-                            got.push(message.map_err(|e| fail(&*e))?);
-                        }
-                        got
-                    }
-                    Reader::Push(delivery) => delivery
-                        .fetch(want, FETCH_TIMEOUT)
-                        .await
-                        .map_err(|e| fail(&*e))?,
-                };
+                let messages = reader.fetch(want).await.map_err(|e| fail(&*e))?;
                 let mut got = Vec::with_capacity(messages.len());
                 let mut first_published = None;
                 for message in messages {
@@ -421,33 +450,11 @@ async fn newest_document_before<I>(
     let fail = |e: &(dyn std::error::Error + 'static)| {
         ReplicationError::unavailable(&format!("reading the revisions of {subject:?}"), e)
     };
-    let mut reader = match reads {
-        Reads::Pull => Reader::Pull(Box::new(
-            create_consumer(stream, Start::At(1), subject)
-                .await
-                .map_err(|e| fail(&e))?,
-        )),
-        Reads::Push(conn) => Reader::Push(Box::new(
-            Delivery::open(conn, stream, Start::At(1), subject, false).await?,
-        )),
-    };
+    let mut reader = Reader::open(stream, reads, Start::At(1), subject, fail).await?;
     let mut found = None;
     let read = tokio::time::timeout(FETCH_TIMEOUT, async {
         loop {
-            let messages = match &mut reader {
-                Reader::Pull(consumer) => {
-                    let mut batch = fetch_now(consumer, 100).await.map_err(|e| fail(&e))?;
-                    let mut got = Vec::new();
-                    while let Some(message) = batch.next().await {
-                        got.push(message.map_err(|e| fail(&*e))?);
-                    }
-                    got
-                }
-                Reader::Push(delivery) => delivery
-                    .fetch(100, FETCH_TIMEOUT)
-                    .await
-                    .map_err(|e| fail(&*e))?,
-            };
+            let messages = reader.fetch(100).await.map_err(|e| fail(&*e))?;
             if messages.is_empty() {
                 return Ok::<_, ReplicationError>(());
             }

@@ -16,7 +16,7 @@
 //! consumer info, list and delete, and any subscription outside its inbox.
 
 use crate::error::{ErrorCode, ReplicationError, Result};
-use crate::options::tenant_inbox;
+use crate::options::{is_bucket_name, tenant_inbox};
 use crate::subject;
 use serde::{Deserialize, Serialize};
 
@@ -104,11 +104,7 @@ fn prefix_permissions(stream: &str, prefix: &str) -> Result<Permissions> {
 }
 
 fn valid_bucket(bucket: &str, option: &str) -> Result<()> {
-    let valid = !bucket.is_empty()
-        && bucket
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if valid {
+    if is_bucket_name(bucket) {
         return Ok(());
     }
     Err(invalid(format!(
