@@ -9,6 +9,7 @@ import type {
   WithDeleted,
 } from 'rxdb';
 import type { RxReplicationState } from 'rxdb/plugins/replication';
+import type { Observable } from 'rxjs';
 
 /** The checkpoint: the stream sequence of the last message taken. */
 export type NatsCheckpointType = {
@@ -277,7 +278,29 @@ export declare class RxNatsReplicationState<RxDocType> extends RxReplicationStat
    * Rejects with an `RxNatsError`.
    */
   removeUnreferencedAttachments(options?: { olderThanMs?: number }): Promise<NatsAttachmentCleanup>;
+  /**
+   * One event per live batch handed to RxDB, while observed (nothing is timed otherwise): where
+   * a live change spends its time before RxDB writes it. See "Observing a replication" in the README.
+   */
+  readonly liveTimings$: Observable<NatsLiveTiming>;
 }
+
+/**
+ * The moments of one live batch on its way to RxDB, in milliseconds since the epoch
+ * (`performance.timeOrigin + performance.now()`, sub-millisecond).
+ */
+export type NatsLiveTiming = {
+  /** Documents in the batch. */
+  documents: number;
+  /** Its first message reached the native client. */
+  receivedAt: number;
+  /** Native code wrote it as JSON for the JavaScript thread. */
+  sentAt: number;
+  /** The JavaScript thread took it. */
+  takenAt: number;
+  /** Decoded (JSON, attachments, `pull.modifier`): handed to RxDB's `pull.stream$` now. */
+  handedAt: number;
+};
 
 /** Starts replicating `options.collection` with a NATS JetStream stream (or a KV bucket: `kv`). */
 export declare function replicateNats<RxDocType>(

@@ -68,8 +68,8 @@ export declare class NativeReplication {
   /** Stops the live feed; a pending `nextLive()` then resolves `null`. */
   stopLive(): void
   /**
-   * Resolves the next live event as JSON (`{"batch":{documents,sequences,checkpoint,skipped}}`
-   * or `{"error":{..}}`), or `null` when the feed is stopped.
+   * Resolves the next live event as JSON (`{"batch":{documents,sequences,checkpoint,skipped},
+   * receivedAt, sentAt}` or `{"error":{..}}`), or `null` when the feed is stopped.
    */
   nextLive(): Promise<string | null>
   /** Resolves the counters as JSON (see `stats::Stats`; camelCase keys). */

@@ -109,3 +109,29 @@ test('stats count reconnects after a server restart', async () => {
     await own.destroy();
   }
 });
+
+test('liveTimings$ times each live batch on its way to RxDB, in order, on the epoch clock', async () => {
+  const streamName = uniqueName('timings');
+  const a = await createDb();
+  const b = await createDb();
+  const ra = replicatePeople(server.url, a, streamName);
+  await ra.awaitInitialReplication();
+  const rb = replicatePeople(server.url, b, streamName);
+  const timings = [];
+  rb.liveTimings$.subscribe((t) => timings.push(t));
+  await rb.awaitInitialReplication();
+  const before = performance.timeOrigin + performance.now();
+  await a.people.insert(person('live1'));
+  await waitFor(async () => (await b.people.count().exec()) === 1, 'b to receive live1');
+  const seen = performance.timeOrigin + performance.now();
+  assert.equal(timings.length, 1, `one live batch, got ${JSON.stringify(timings)}`);
+  const [t] = timings;
+  assert.equal(t.documents, 1);
+  // Each moment follows the one before, all between the write and its arrival.
+  const moments = [before, t.receivedAt, t.sentAt, t.takenAt, t.handedAt, seen];
+  moments.slice(1).forEach((m, i) => assert.ok(m >= moments[i], `moment ${i + 1} of ${JSON.stringify(moments)} is not after the one before`));
+  await ra.cancel();
+  await rb.cancel();
+  await a.close();
+  await b.close();
+});

@@ -322,13 +322,17 @@ function pushHandlerOf({ nat, collection, bodyOf, guards, checkPushedRows, attac
   };
 }
 
+/** Milliseconds since the epoch, sub-millisecond: the clock the native side stamps with. */
+const epochMs = () => performance.timeOrigin + performance.now();
+
 /**
  * Live changes: one native feed while the replication runs; events are pulled one at a time,
  * so a slow RxDB slows the feed instead of filling memory. Each start() begins a new feed
  * generation; a loop of an older one ends at its next turn (its pending nextLive() resolves
- * null when its feed stops).
+ * null when its feed stops). While `liveTimings$` is observed, each batch handed to RxDB reports
+ * the moments of its way there.
  */
-function liveFeedOf({ nat, batchSize, retryTime, attachments, modifyPulled, guards, emitError, report, pullStream$, isStopped }) {
+function liveFeedOf({ nat, batchSize, retryTime, attachments, modifyPulled, guards, emitError, report, pullStream$, timings$, isStopped }) {
   let generation = 0;
   // A live batch's documents for RxDB, retried every retryTime while the Object Store is
   // unreachable (the feed waits meanwhile); null once this feed generation is over. cancel()
@@ -358,6 +362,7 @@ function liveFeedOf({ nat, batchSize, retryTime, attachments, modifyPulled, guar
   const run = async (mine) => {
     while (mine === generation) {
       const json = await nat.nextLive();
+      const takenAt = epochMs();
       if (json === null) return;
       const event = JSON.parse(json);
       if (event.error) {
@@ -371,6 +376,10 @@ function liveFeedOf({ nat, batchSize, retryTime, attachments, modifyPulled, guar
       batch.skipped.forEach(report);
       guards.rememberBatch(batch.documents, batch.sequences);
       if (batch.documents.length > 0) {
+        if (timings$.observed) {
+          const { receivedAt, sentAt } = event;
+          timings$.next({ documents: batch.documents.length, receivedAt, sentAt, takenAt, handedAt: epochMs() });
+        }
         pullStream$.next({ documents: batch.documents, checkpoint: { sequence: event.batch.checkpoint } });
       }
     }
@@ -467,6 +476,7 @@ function createReplicateNats({ rxdb, replication, leaderElection, rxjs }) {
     const modifyPulled = pullModifierOf({ modifier: settings.pull && settings.pull.modifier, nat, primaryPath, formats });
 
     const pullStream$ = new rx.Subject();
+    const timings$ = new rx.Subject();
     const pull = settings.pull && {
       handler: pullHandlerOf({ nat, attachments, modifyPulled, guards, report: emitError, reconcile: reconcilerOf({ nat, collection, primaryPath, formats }) }),
       batchSize: settings.pull.batchSize,
@@ -500,6 +510,7 @@ function createReplicateNats({ rxdb, replication, leaderElection, rxjs }) {
         emitError,
         report: emitError,
         pullStream$,
+        timings$,
         isStopped: () => own.state.isStopped(),
       });
     }
@@ -518,6 +529,8 @@ function createReplicateNats({ rxdb, replication, leaderElection, rxjs }) {
       settings.toggleOnDocumentVisible
     );
     own.state = state;
+    state.liveTimings$ = timings$.asObservable();
+    state.onCancel.push(() => timings$.complete());
     state.onCancel.push(() => nat.close());
     if (own.feed) state.onCancel.push(() => own.feed.cancel());
     rx.startReplicationOnLeaderShip(settings.waitForLeadership, state);

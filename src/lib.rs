@@ -73,10 +73,21 @@ struct BatchJson {
     removed: bool,
 }
 
+/// A live batch for RxDB, with the two moments of its way through native code (epoch ms).
 #[derive(serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-enum LiveJson {
-    Batch(BatchJson),
+#[serde(rename_all = "camelCase")]
+struct LiveJson {
+    batch: BatchJson,
+    /// When its first message reached the feed.
+    received_at: f64,
+    /// When it was written as JSON for the JavaScript thread.
+    sent_at: f64,
+}
+
+/// Milliseconds since the epoch, the clock `performance.timeOrigin + performance.now()` reads.
+fn epoch_ms(at: std::time::SystemTime) -> f64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
 /// What `pull.modifier` made of a pulled batch (see `screen_modified`).
@@ -526,17 +537,19 @@ impl NativeReplication {
         self.core.stop_live();
     }
 
-    /// Resolves the next live event as JSON (`{"batch":{documents,sequences,checkpoint,skipped}}`
-    /// or `{"error":{..}}`), or `null` when the feed is stopped.
+    /// Resolves the next live event as JSON (`{"batch":{documents,sequences,checkpoint,skipped},
+    /// receivedAt, sentAt}` or `{"error":{..}}`), or `null` when the feed is stopped.
     #[napi]
     pub async fn next_live(&self) -> Option<String> {
         let next = async {
             let event = self.core.next_live().await?;
             Some(match event {
-                LiveEvent::Batch(batch) => {
-                    serde_json::to_string(&LiveJson::Batch(batch_json(batch)))
-                        .unwrap_or_else(internal)
-                }
+                LiveEvent::Batch { batch, received } => serde_json::to_string(&LiveJson {
+                    batch: batch_json(batch),
+                    received_at: epoch_ms(received),
+                    sent_at: epoch_ms(std::time::SystemTime::now()),
+                })
+                .unwrap_or_else(internal),
                 LiveEvent::Error(e) => error_json(&e),
             })
         };

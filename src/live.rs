@@ -23,7 +23,7 @@ use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::{broadcast, mpsc, watch, Mutex};
 use tokio::task::JoinHandle;
 
@@ -51,7 +51,12 @@ pub(crate) trait FeedSource: Send + Sync + 'static {
 /// What the live feed tells RxDB.
 #[derive(Debug)]
 pub enum LiveEvent {
-    Batch(HandedBatch),
+    /// `received`: when the batch's first message reached the feed (the live latency's stages
+    /// are timed from there, see `liveTimings$`).
+    Batch {
+        batch: HandedBatch,
+        received: SystemTime,
+    },
     Error(ReplicationError),
 }
 
@@ -373,6 +378,7 @@ async fn feed_once<S: FeedSource>(
                 },
                 message = messages.next() => message,
             };
+            let received = SystemTime::now();
             // Take the first message and whatever else is already here, up to one batch.
             let mut batch = BatchBuilder::new(*last);
             let mut next = delivered(first);
@@ -395,7 +401,10 @@ async fn feed_once<S: FeedSource>(
                 );
                 *last = batch.checkpoint;
                 if tx
-                    .send(LiveEvent::Batch(source.hand_over(batch)))
+                    .send(LiveEvent::Batch {
+                        batch: source.hand_over(batch),
+                        received,
+                    })
                     .await
                     .is_err()
                 {

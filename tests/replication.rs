@@ -122,7 +122,7 @@ async fn live_changes_of_another_replication_arrive_until_the_feed_stops() {
     let event = tokio::time::timeout(Duration::from_secs(20), reader.next_live())
         .await
         .expect("a live event");
-    let Some(LiveEvent::Batch(batch)) = event else {
+    let Some(LiveEvent::Batch { batch, .. }) = event else {
         panic!("expected a batch, got {event:?}")
     };
     assert_eq!(documents(&batch.documents_json), vec![json!({"id": "l"})]);

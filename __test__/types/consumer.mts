@@ -73,6 +73,9 @@ const subject: string = subjectFor('app.people', 'a.b');
 const cleanup = await natsState.removeUnreferencedAttachments({ olderThanMs: 0 });
 const removed: number = cleanup.removed + cleanup.removedBytes + cleanup.incompleteUploads;
 const attachmentBytes: number = (await natsState.stats()).attachmentBytesPulled;
+natsState.liveTimings$.subscribe((t) => {
+  const inNativeCode: number = t.sentAt - t.receivedAt + (t.handedAt - t.takenAt) / t.documents;
+});
 // @ts-expect-error olderThanMs is a number of milliseconds
 natsState.removeUnreferencedAttachments({ olderThanMs: '1h' });
 
