@@ -1,5 +1,5 @@
 // One benchmark run in its own process (so peak RSS belongs to it), on its own nats-server.
-// Usage: node bench/scenario.mjs <impl: native|official|noop|raw|floor> <scenario> <N> <batch> <limitMs> [size]
+// Usage: node bench/scenario.mjs <impl: native|official|noop|raw|rawjs|floor> <scenario> <N> <batch> <limitMs> [size]
 // (size: bytes per attachment, for the attachment scenarios). Prints one JSON line with the result.
 import { createRxDatabase, addRxPlugin } from 'rxdb';
 import { RxDBAttachmentsPlugin } from 'rxdb/plugins/attachments';
@@ -149,6 +149,9 @@ function timeBatches(replication) {
     steadyMsPerBatch: ends.length > 1 ? (ends[ends.length - 1] - ends[0]) / (ends.length - 1) : undefined,
     // The median time inside the handler (the plugin's own part of a batch), first call excluded.
     handlerMs: durations.length > 1 ? durations.slice(1).sort((a, b) => a - b)[Math.floor((durations.length - 1) / 2)] : undefined,
+    // All the time inside the handler, first call (which connects) excluded: against raw
+    // async-nats publishing the same batches (raw's afterFirstMs).
+    handlerTotalMs: durations.length > 1 ? durations.slice(1).reduce((sum, d) => sum + d, 0) : undefined,
   });
 }
 
@@ -303,8 +306,8 @@ const scenarios = {
 
   async raw() {
     const bin = fileURLToPath(new URL('../target/release/examples/raw_limit', import.meta.url));
-    const out = JSON.parse(execFileSync(bin, [url, STREAM, PREFIX, String(N)]).toString());
-    return { ms: out.publish_ms, readMs: out.read_ms, reached: out.count, complete: out.count === N };
+    const out = JSON.parse(execFileSync(bin, [url, STREAM, PREFIX, String(N), String(BATCH)]).toString());
+    return { ms: out.publish_ms, afterFirstMs: out.publish_after_first_ms, readMs: out.read_ms, reached: out.count, complete: out.count === N };
   },
 
   // The raw limit of live latency: async-nats alone, single writes seen by a pull consumer on
@@ -448,27 +451,55 @@ const scenarios = {
     return timeSingleWrites(a, b);
   },
 
-  // Live latency from another process: a nats.js writer (bench/remote-writer.mjs) publishes
-  // single writes round-robin over BENCH_COLLECTIONS streams, each seeded with N documents; this
-  // process replicates every collection (impl native or official), or reads the streams with
-  // nats.js alone (impl rawjs: what delivery costs without RxDB). Each sample is the time from
-  // just before the writer's publish to the document's insert event here (epoch clocks of the
-  // same machine); the writer waits for it before the next write.
+  // Live latency from another process: a writer (bench/remote-writer.mjs; BENCH_WRITER: a plain
+  // nats.js client, or an RxDB database replicating with rxdb-nats-native or the official plugin)
+  // writes single documents round-robin over BENCH_COLLECTIONS streams, each seeded with N
+  // documents; this process replicates every collection (impl native or official), or reads the
+  // streams with nats.js alone (impl rawjs: what delivery costs without RxDB). Each sample is the
+  // time from just before the writer's write to the document's insert event here (epoch clocks of
+  // the same machine); the writer waits for it before the next write. Stages of each sample:
+  // `delivery` to the moment the replication has the message (native: its client received it;
+  // official: it handed it to RxDB), native's `native` (batch, JSON), `handOver` (to the JS
+  // thread) and `decode` (parse, attachments, modifier) from liveTimings$, and `rxdb` from
+  // RxDB's pull.stream$ (remoteEvents$) to the insert event: RxDB's own cost, for both plugins.
   async remoteLatency() {
     const K = Number(process.env.BENCH_COLLECTIONS || 1);
+    const WRITER = process.env.BENCH_WRITER || 'nats';
     const { spawn } = await import('node:child_process');
-    const writer = spawn(process.execPath, [fileURLToPath(new URL('./remote-writer.mjs', import.meta.url)), server.url, String(K), String(N), String(LATENCY_WRITES)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const writer = spawn(process.execPath, [fileURLToPath(new URL('./remote-writer.mjs', import.meta.url)), server.url, String(K), String(N), String(LATENCY_WRITES), WRITER], { stdio: ['pipe', 'pipe', 'inherit'] });
     const lines = [];
     writer.stdout.on('data', (d) => lines.push(...d.toString().split('\n').filter(Boolean)));
     const line = (text) => new Promise((resolve) => {
       const check = setInterval(() => lines.includes(text) && (clearInterval(check), resolve()), 10);
     });
-    await line('seeded');
+    if (!(await Promise.race([line('seeded').then(() => true), new Promise((r) => setTimeout(() => r(false), LIMIT_MS))]))) {
+      writer.kill();
+      return { ms: LIMIT_MS, reached: 0, complete: false, error: 'the writer did not get ready' };
+    }
     const nc = await connect({ servers: server.url });
+    const now = () => performance.timeOrigin + performance.now();
     const samples = [];
+    const stages = { delivery: [], native: [], handOver: [], decode: [], rxdb: [] };
+    // Per written id: the moments seen so far (the last liveTimings$ event, the hand-over to RxDB).
+    const moments = new Map();
     const onArrival = (id, name) => {
       if (!id.startsWith('w')) return;
-      samples.push(performance.timeOrigin + performance.now() - Number(name));
+      const at = now();
+      const written = Number(name);
+      samples.push(at - written);
+      const m = moments.get(id);
+      if (m) {
+        moments.delete(id);
+        stages.rxdb.push(at - m.handed);
+        if (m.timing) {
+          stages.delivery.push(m.timing.receivedAt - written);
+          stages.native.push(m.timing.sentAt - m.timing.receivedAt);
+          stages.handOver.push(m.timing.takenAt - m.timing.sentAt);
+          stages.decode.push(m.timing.handedAt - m.timing.takenAt);
+        } else {
+          stages.delivery.push(m.handed - written);
+        }
+      }
       nc.publish('bench.seen', new TextEncoder().encode(id));
     };
     const readers = [];
@@ -499,6 +530,14 @@ const scenarios = {
           connection: impl === 'official' ? { servers: server.url, maxReconnectAttempts: 0 } : { servers: server.url },
           pull: { batchSize: BATCH }, push: { batchSize: BATCH }, live: true, retryTime: 1000,
         });
+        let timing = null;
+        r.liveTimings$?.subscribe((t) => (timing = t));
+        r.remoteEvents$.subscribe((event) => {
+          if (event === 'RESYNC') return;
+          const handed = now();
+          for (const d of event.documents) if (d.id.startsWith('w')) moments.set(d.id, { handed, timing });
+          timing = null;
+        });
         readers.push(r);
       }
       // The official plugin's initial pull waits for its fetch to expire: wait for the documents instead.
@@ -513,12 +552,16 @@ const scenarios = {
     writer.kill();
     await Promise.all(readers.map((r) => r.cancel()));
     await nc.close();
-    samples.sort((x, y) => x - y);
-    const pct = (p) => samples[Math.min(samples.length - 1, Math.floor(p * samples.length))];
+    const sorted = (xs) => [...xs].sort((x, y) => x - y);
+    const pct = (xs, p) => xs[Math.min(xs.length - 1, Math.floor(p * xs.length))];
+    const all = sorted(samples);
+    const stageP50 = {};
+    for (const [stage, xs] of Object.entries(stages)) if (xs.length > 0) stageP50[`${stage}P50`] = pct(sorted(xs), 0.5);
     return {
-      ms: samples.reduce((s, x) => s + x, 0),
-      p50: pct(0.5), p95: pct(0.95), p99: pct(0.99), max: samples[samples.length - 1],
-      reached: samples.length, complete: samples.length === LATENCY_WRITES,
+      ms: all.reduce((s, x) => s + x, 0),
+      p50: pct(all, 0.5), p95: pct(all, 0.95), p99: pct(all, 0.99), max: all[all.length - 1],
+      ...stageP50,
+      reached: all.length, complete: all.length === LATENCY_WRITES,
     };
   },
 
