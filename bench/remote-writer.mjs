@@ -8,24 +8,13 @@
 // publish), or an RxDB database replicating every stream with rxdb-nats-native or the official
 // plugin (the stamp is taken before the insert into its collection, whose replication pushes it).
 import { connect } from 'nats';
-import { createRxDatabase } from 'rxdb';
-import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
-import { replicateNats as replicateNative } from 'rxdb-nats-native';
-import { replicateNats as replicateOfficial } from 'rxdb/plugins/replication-nats';
+import { epochNow as now, replicatedStreams } from './streams.mjs';
 
 const [url, collectionsText, seedText, writesText, writer = 'nats'] = process.argv.slice(2);
 const K = Number(collectionsText);
 const SEED = Number(seedText);
 const WRITES = Number(writesText);
-const now = () => performance.timeOrigin + performance.now();
 const enc = (doc) => new TextEncoder().encode(JSON.stringify(doc));
-const schema = {
-  version: 0,
-  primaryKey: 'id',
-  type: 'object',
-  properties: { id: { type: 'string', maxLength: 40 }, name: { type: 'string' }, age: { type: 'integer' }, tags: { type: 'array', items: { type: 'string' } } },
-  required: ['id', 'name', 'age', 'tags'],
-};
 
 const nc = await connect({ servers: url });
 const jsm = await nc.jetstreamManager();
@@ -42,23 +31,10 @@ for (let k = 0; k < K; k++) {
 
 /** write(k, doc): the writer's single write of doc into collection / stream k. */
 let write = (k, doc) => js.publish(`bench${k}.docs.${doc.id}`, enc({ ...doc, _deleted: false }));
-const replications = [];
+let replications = [];
 let db = null;
 if (writer !== 'nats') {
-  db = await createRxDatabase({ name: `writer${process.pid}`, storage: getRxStorageMemory(), multiInstance: false });
-  const collections = {};
-  for (let k = 0; k < K; k++) collections[`docs${k}`] = { schema };
-  await db.addCollections(collections);
-  const replicateNats = writer === 'native' ? replicateNative : replicateOfficial;
-  for (let k = 0; k < K; k++) {
-    replications.push(
-      replicateNats({
-        collection: db[`docs${k}`], replicationIdentifier: `writer${k}`, streamName: `bench${k}`, subjectPrefix: `bench${k}.docs`,
-        connection: writer === 'official' ? { servers: url, maxReconnectAttempts: 0 } : { servers: url },
-        pull: { batchSize: 100 }, push: { batchSize: 100 }, live: true, retryTime: 1000,
-      })
-    );
-  }
+  ({ db, replications } = await replicatedStreams({ name: `writer${process.pid}`, impl: writer, url, K, batchSize: 100 }));
   // Writes need the replication running, not the seeds: wait for them a while (the official
   // plugin's initial pull waits for its fetch to expire, and may never finish), then go on.
   const until = Date.now() + 20000;

@@ -12,6 +12,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { startNatsServer } from '../scripts/nats-server-process.mjs';
+import { schema, epochNow as now, replicatedStreams } from './streams.mjs';
 import { spawnDelayProxy } from '../scripts/delay-proxy.mjs';
 
 const [impl, scenario, nText, batchText, limitText, sizeText] = process.argv.slice(2);
@@ -24,18 +25,6 @@ const NOOP_DELAY_MS = Number(process.env.BENCH_NOOP_DELAY_MS || 0);
 const LATENCY_WRITES = Number(process.env.BENCH_LATENCY_WRITES || 200);
 addRxPlugin(RxDBAttachmentsPlugin);
 
-const schema = {
-  version: 0,
-  primaryKey: 'id',
-  type: 'object',
-  properties: {
-    id: { type: 'string', maxLength: 40 },
-    name: { type: 'string' },
-    age: { type: 'integer' },
-    tags: { type: 'array', items: { type: 'string' } },
-  },
-  required: ['id', 'name', 'age', 'tags'],
-};
 // ~200 bytes as JSON with RxDB's fields.
 const doc = (i, extra = {}) => ({
   id: `doc-${String(i).padStart(7, '0')}`,
@@ -477,7 +466,6 @@ const scenarios = {
       return { ms: LIMIT_MS, reached: 0, complete: false, error: 'the writer did not get ready' };
     }
     const nc = await connect({ servers: server.url });
-    const now = () => performance.timeOrigin + performance.now();
     const samples = [];
     const stages = { delivery: [], native: [], handOver: [], decode: [], rxdb: [] };
     // Per written id: the moments seen so far (the last liveTimings$ event, the hand-over to RxDB).
@@ -517,19 +505,9 @@ const scenarios = {
         readers.push({ cancel: async () => messages.close() });
       }
     } else {
-      const db = await createRxDatabase({ name: `remote${process.pid}`, storage: getRxStorageMemory(), multiInstance: false });
-      const collections = {};
-      for (let k = 0; k < K; k++) collections[`docs${k}`] = { schema };
-      await db.addCollections(collections);
-      const replicateNats = impl === 'native' ? replicateNative : replicateOfficial;
-      for (let k = 0; k < K; k++) {
-        const collection = db[`docs${k}`];
-        collection.insert$.subscribe((ev) => onArrival(ev.documentId, ev.documentData.name));
-        const r = replicateNats({
-          collection, replicationIdentifier: `remote${k}`, streamName: `bench${k}`, subjectPrefix: `bench${k}.docs`,
-          connection: impl === 'official' ? { servers: server.url, maxReconnectAttempts: 0 } : { servers: server.url },
-          pull: { batchSize: BATCH }, push: { batchSize: BATCH }, live: true, retryTime: 1000,
-        });
+      const { db, replications } = await replicatedStreams({ name: `remote${process.pid}`, impl, url: server.url, K, batchSize: BATCH });
+      for (const [k, r] of replications.entries()) {
+        db[`docs${k}`].insert$.subscribe((ev) => onArrival(ev.documentId, ev.documentData.name));
         let timing = null;
         r.liveTimings$?.subscribe((t) => (timing = t));
         r.remoteEvents$.subscribe((event) => {
