@@ -122,9 +122,9 @@ if (part('kv')) {
   }
 }
 
-// Live latency from another process (a nats.js writer), with 1 and 10 collections replicated
-// in the reader's process, each seeded with REMOTE_N documents; raw nats.js delivery beside.
-// The writer is a nats.js client, or an RxDB replication (the reader's plugin) in its process.
+// Live latency from another process, with 1 and 10 collections replicated in the reader's
+// process, each seeded with REMOTE_N documents; raw nats.js delivery beside. The writer is a
+// nats.js client, or an RxDB replication (the reader's plugin) in its process.
 const REMOTE_N = 2000;
 const REMOTE_COLLECTIONS = [1, 10];
 const REMOTE_WRITERS = ['nats', 'rxdb'];
