@@ -80,17 +80,36 @@ async function report(t, seen, since, err) {
   console.error(mask(parts.join('\n')).split('\n').map((l) => `# ${l}`).join('\n'));
 }
 
+/**
+ * How long a test may run (`options.timeout` overrides it): one that hangs fails with its
+ * report instead of holding the file until the runner kills it, reportless.
+ */
+const TEST_TIMEOUT_MS = 300000;
+
+/** Rejects after `ms`, naming the test; `clear()` stops the timer. */
+function deadline(name, ms) {
+  let timer;
+  const expired = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`"${name}" did not end within ${ms} ms (it hung)`)), ms);
+  });
+  return { expired, clear: () => clearTimeout(timer) };
+}
+
 /** `test(name, [options], fn)`, as node:test's; on failure it prints what the test saw, then fails. */
 export function test(name, options, fn) {
   if (typeof options === 'function') [options, fn] = [{}, options];
-  return nodeTest(name, options, async (t) => {
+  const { timeout = TEST_TIMEOUT_MS, ...rest } = options;
+  return nodeTest(name, rest, async (t) => {
     const seen = { replications: [] };
     const since = Date.now();
+    const limit = deadline(name, timeout);
     try {
-      return await current.run(seen, () => fn(t));
+      return await Promise.race([current.run(seen, () => fn(t)), limit.expired]);
     } catch (err) {
       await report(t, seen, since, err).catch((e) => console.error(`# (the failure report failed: ${e.message})`));
       throw err;
+    } finally {
+      limit.clear();
     }
   });
 }
