@@ -117,6 +117,11 @@ async function streamCount() {
   }
 }
 
+/** `xs` in ascending order, as a new array. */
+const ascending = (xs) => [...xs].sort((x, y) => x - y);
+/** The `p` quantile (0..1) of `sorted`, an ascending array: the sample at floor(p × length). */
+const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+
 /**
  * Times each call of the replication's push handler: `steadyMsPerBatch` is the time from the end
  * of the first call to the end of the last, per call after the first (connecting and creating
@@ -137,7 +142,7 @@ function timeBatches(replication) {
     batches: ends.length,
     steadyMsPerBatch: ends.length > 1 ? (ends[ends.length - 1] - ends[0]) / (ends.length - 1) : undefined,
     // The median time inside the handler (the plugin's own part of a batch), first call excluded.
-    handlerMs: durations.length > 1 ? durations.slice(1).sort((a, b) => a - b)[Math.floor((durations.length - 1) / 2)] : undefined,
+    handlerMs: durations.length > 1 ? percentile(ascending(durations.slice(1)), 0.5) : undefined,
     // All the time inside the handler, first call (which connects) excluded: against raw
     // async-nats publishing the same batches (raw's afterFirstMs).
     handlerTotalMs: durations.length > 1 ? durations.slice(1).reduce((sum, d) => sum + d, 0) : undefined,
@@ -162,12 +167,11 @@ async function timeSingleWrites(a, b) {
     if (!ok) break;
     samples.push(performance.now() - t);
   }
-  samples.sort((x, y) => x - y);
-  const pct = (p) => samples[Math.min(samples.length - 1, Math.floor(p * samples.length))];
+  const all = ascending(samples);
   return {
-    ms: samples.reduce((s, x) => s + x, 0),
-    p50: pct(0.5), p95: pct(0.95), max: samples[samples.length - 1],
-    reached: samples.length, complete: samples.length === writes,
+    ms: all.reduce((s, x) => s + x, 0),
+    p50: percentile(all, 0.5), p95: percentile(all, 0.95), max: all[all.length - 1],
+    reached: all.length, complete: all.length === writes,
   };
 }
 
@@ -530,14 +534,12 @@ const scenarios = {
     writer.kill();
     await Promise.all(readers.map((r) => r.cancel()));
     await nc.close();
-    const sorted = (xs) => [...xs].sort((x, y) => x - y);
-    const pct = (xs, p) => xs[Math.min(xs.length - 1, Math.floor(p * xs.length))];
-    const all = sorted(samples);
+    const all = ascending(samples);
     const stageP50 = {};
-    for (const [stage, xs] of Object.entries(stages)) if (xs.length > 0) stageP50[`${stage}P50`] = pct(sorted(xs), 0.5);
+    for (const [stage, xs] of Object.entries(stages)) if (xs.length > 0) stageP50[`${stage}P50`] = percentile(ascending(xs), 0.5);
     return {
       ms: all.reduce((s, x) => s + x, 0),
-      p50: pct(all, 0.5), p95: pct(all, 0.95), p99: pct(all, 0.99), max: all[all.length - 1],
+      p50: percentile(all, 0.5), p95: percentile(all, 0.95), p99: percentile(all, 0.99), max: all[all.length - 1],
       ...stageP50,
       reached: all.length, complete: all.length === LATENCY_WRITES,
     };
