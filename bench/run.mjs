@@ -345,21 +345,28 @@ if (part('remote')) {
     }
   }
   tables.push(t.join('\n'));
-  // Where a live change's time goes (medians of each run's p50 per stage): to the replication's
-  // client (native: its NATS client received it; official: the plugin handed it to RxDB), inside
-  // native code, over to the JavaScript thread, decoding, and RxDB from its pull.stream$ to the
-  // insert event (RxDB's own cost, measured on the same writes).
+  // Where a live change's time goes, per stage (medians of each run's p50 and p95 of it): to the
+  // replication's client (native: its NATS client received it; official: the plugin handed it to
+  // RxDB), inside native code, over to the JavaScript thread, decoding, and RxDB from its
+  // pull.stream$ to the insert event (RxDB's own cost, measured on the same writes). In brackets,
+  // the share of the slowest 5% of writes in which that stage took longest: where the tail goes.
   const s2 = [
-    '| stages of the p50 write, ms (medians of runs) | writer | collections | delivery | native code | to the JS thread | decode | RxDB | total p50 |',
+    '| stages, ms: p50 / p95 (share of the slowest 5% where it took longest) | writer | collections | delivery | native code | to the JS thread | decode | RxDB | total p50 / p95 |',
     '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const writer of REMOTE_WRITERS) {
     for (const k of REMOTE_COLLECTIONS) {
       for (const impl of ['native', 'official']) {
         const key = `remote/${writer}/${impl}/${k}`;
-        const [delivery, nativeCode, handOver, decode, rxdb, total] = ['deliveryP50', 'nativeP50', 'handOverP50', 'decodeP50', 'rxdbP50', 'p50'].map((f) => fmt(stat(key, f)?.median, 2));
+        const cell = (stage) => {
+          const [p50, p95, share] = ['P50', 'P95', 'TailShare'].map((f) => stat(key, `${stage}${f}`)?.median);
+          if (p50 === undefined) return '';
+          return `${fmt(p50, 2)} / ${fmt(p95, 2)}${share === undefined ? '' : ` (${fmt(share * 100, 0)}%)`}`;
+        };
+        const stages = ['delivery', 'native', 'handOver', 'decode', 'rxdb'].map(cell);
+        const total = `${fmt(stat(key, 'p50')?.median, 2)} / ${fmt(stat(key, 'p95')?.median, 2)}`;
         const by = writer === 'nats' ? 'nats.js' : 'RxDB';
-        s2.push(`| ${impl} | ${by} | ${k} | ${delivery} | ${nativeCode} | ${handOver} | ${decode} | ${rxdb} | ${total} |`);
+        s2.push(`| ${impl} | ${by} | ${k} | ${stages.join(' | ')} | ${total} |`);
       }
     }
   }

@@ -471,7 +471,8 @@ const scenarios = {
     }
     const nc = await connect({ servers: server.url });
     const samples = [];
-    const stages = { delivery: [], native: [], handOver: [], decode: [], rxdb: [] };
+    // Per sample with its moments: the time of each stage (see above) and the total.
+    const staged = [];
     // Per written id: the moments seen so far (the last liveTimings$ event, the hand-over to RxDB).
     const moments = new Map();
     const onArrival = (id, name) => {
@@ -482,15 +483,13 @@ const scenarios = {
       const m = moments.get(id);
       if (m) {
         moments.delete(id);
-        stages.rxdb.push(at - m.handed);
-        if (m.timing) {
-          stages.delivery.push(m.timing.receivedAt - written);
-          stages.native.push(m.timing.sentAt - m.timing.receivedAt);
-          stages.handOver.push(m.timing.takenAt - m.timing.sentAt);
-          stages.decode.push(m.timing.handedAt - m.timing.takenAt);
-        } else {
-          stages.delivery.push(m.handed - written);
-        }
+        const t = m.timing;
+        staged.push({
+          total: at - written,
+          delivery: (t ? t.receivedAt : m.handed) - written,
+          ...(t && { native: t.sentAt - t.receivedAt, handOver: t.takenAt - t.sentAt, decode: t.handedAt - t.takenAt }),
+          rxdb: at - m.handed,
+        });
       }
       nc.publish('bench.seen', new TextEncoder().encode(id));
     };
@@ -535,12 +534,22 @@ const scenarios = {
     await Promise.all(readers.map((r) => r.cancel()));
     await nc.close();
     const all = ascending(samples);
-    const stageP50 = {};
-    for (const [stage, xs] of Object.entries(stages)) if (xs.length > 0) stageP50[`${stage}P50`] = percentile(ascending(xs), 0.5);
+    // Each stage's p50 and p95, and in the slowest 5% of samples, the share whose longest stage
+    // it was (where the tail goes).
+    const stageFigures = {};
+    const tail = staged.filter((x) => x.total >= percentile(ascending(staged.map((y) => y.total)), 0.95));
+    for (const stage of ['delivery', 'native', 'handOver', 'decode', 'rxdb']) {
+      const sorted = ascending(staged.map((x) => x[stage]).filter((v) => v !== undefined));
+      if (sorted.length === 0) continue;
+      stageFigures[`${stage}P50`] = percentile(sorted, 0.5);
+      stageFigures[`${stage}P95`] = percentile(sorted, 0.95);
+      const longest = (x) => Object.entries(x).filter(([k]) => k !== 'total').sort((a, b) => b[1] - a[1])[0][0];
+      stageFigures[`${stage}TailShare`] = tail.filter((x) => longest(x) === stage).length / tail.length;
+    }
     return {
       ms: all.reduce((s, x) => s + x, 0),
       p50: percentile(all, 0.5), p95: percentile(all, 0.95), p99: percentile(all, 0.99), max: all[all.length - 1],
-      ...stageP50,
+      ...stageFigures,
       reached: all.length, complete: all.length === LATENCY_WRITES,
     };
   },
