@@ -537,14 +537,15 @@ const scenarios = {
     // Each stage's p50 and p95, and in the slowest 5% of samples, the share whose longest stage
     // it was (where the tail goes).
     const stageFigures = {};
-    const tail = staged.filter((x) => x.total >= percentile(ascending(staged.map((y) => y.total)), 0.95));
+    const slowest = percentile(ascending(staged.map((x) => x.total)), 0.95);
+    const longest = (x) => Object.entries(x).filter(([k]) => k !== 'total').sort((a, b) => b[1] - a[1])[0][0];
+    const tail = staged.filter((x) => x.total >= slowest).map(longest);
     for (const stage of ['delivery', 'native', 'handOver', 'decode', 'rxdb']) {
       const sorted = ascending(staged.map((x) => x[stage]).filter((v) => v !== undefined));
       if (sorted.length === 0) continue;
       stageFigures[`${stage}P50`] = percentile(sorted, 0.5);
       stageFigures[`${stage}P95`] = percentile(sorted, 0.95);
-      const longest = (x) => Object.entries(x).filter(([k]) => k !== 'total').sort((a, b) => b[1] - a[1])[0][0];
-      stageFigures[`${stage}TailShare`] = tail.filter((x) => longest(x) === stage).length / tail.length;
+      stageFigures[`${stage}TailShare`] = tail.filter((s) => s === stage).length / tail.length;
     }
     return {
       ms: all.reduce((s, x) => s + x, 0),
