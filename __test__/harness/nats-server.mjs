@@ -46,7 +46,8 @@ export function killOnMessage(url, subject, count, pid) {
       out += d;
       if (out.includes(word)) resolve();
     });
-    child.once('exit', (code) => (out.includes(word) ? resolve() : reject(new Error(`the killer exited with ${code} before ${word}`))));
+    // 'close', not 'exit': the process can exit before its last output reached us.
+    child.once('close', (code) => (out.includes(word) ? resolve() : reject(new Error(`the killer exited with ${code} before ${word}`))));
   });
   const ready = saw('ready');
   const done = saw('killed');
