@@ -129,24 +129,51 @@ const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor(
  */
 function timeBatches(replication) {
   const handler = replication.push.handler;
-  const ends = [];
-  const durations = [];
+  const calls = [];
+  let running = 0;
+  let mostAtOnce = 0;
   replication.push.handler = async (rows) => {
-    const started = performance.now();
-    const result = await handler(rows);
-    ends.push(performance.now());
-    durations.push(ends[ends.length - 1] - started);
-    return result;
+    const call = { started: performance.now() };
+    mostAtOnce = Math.max(mostAtOnce, ++running);
+    try {
+      return await handler(rows);
+    } finally {
+      running--;
+      call.ended = performance.now();
+      calls.push(call);
+    }
   };
-  return () => ({
-    batches: ends.length,
-    steadyMsPerBatch: ends.length > 1 ? (ends[ends.length - 1] - ends[0]) / (ends.length - 1) : undefined,
-    // The median time inside the handler (the plugin's own part of a batch), first call excluded.
-    handlerMs: durations.length > 1 ? percentile(ascending(durations.slice(1)), 0.5) : undefined,
-    // All the time inside the handler, first call (which connects) excluded: against raw
-    // async-nats publishing the same batches (raw's afterFirstMs).
-    handlerTotalMs: durations.length > 1 ? durations.slice(1).reduce((sum, d) => sum + d, 0) : undefined,
-  });
+  return () => {
+    const byEnd = [...calls].sort((x, y) => x.ended - y.ended);
+    const first = byEnd[0];
+    const later = byEnd.slice(1);
+    return {
+      batches: calls.length,
+      steadyMsPerBatch: later.length > 0 ? (later[later.length - 1].ended - first.ended) / later.length : undefined,
+      // The median time inside the handler (the plugin's own part of a batch), first call excluded.
+      handlerMs: later.length > 0 ? percentile(ascending(later.map((c) => c.ended - c.started)), 0.5) : undefined,
+      // All the time inside the handler, first call (which connects) excluded, summed per call.
+      handlerTotalMs: later.length > 0 ? later.reduce((sum, c) => sum + c.ended - c.started, 0) : undefined,
+      // The time RxDB waited on at least one call, after the first call's end: RxDB's initial
+      // upstream runs up to four calls at once, whose overlap the sum counts once per call.
+      // Against raw async-nats publishing the same batches (raw's afterFirstMs).
+      handlerBusyMs: later.length > 0 ? busyMs(later, first.ended) : undefined,
+      handlerMostAtOnce: mostAtOnce,
+    };
+  };
+}
+
+/** The length of the union of the `calls`' [started, ended] intervals, from `from` on. */
+function busyMs(calls, from) {
+  let busy = 0;
+  let reached = from;
+  for (const { started, ended } of [...calls].sort((x, y) => x.started - y.started)) {
+    if (ended > reached) {
+      busy += ended - Math.max(started, reached);
+      reached = ended;
+    }
+  }
+  return busy;
 }
 
 /**
