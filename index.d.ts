@@ -227,7 +227,8 @@ export interface NatsSyncOptions<RxDocType> {
 export interface RxNatsReplicationStats {
   /**
    * Documents handed to RxDB by pulls and the live feed (newest revision per batch); a pull
-   * reads up to 1,000 documents ahead of RxDB's batches and counts them when read.
+   * reads ahead of RxDB's batches (at most two reads of up to 10,000 documents) and counts them
+   * when read.
    */
   documentsPulled: number;
   /** Bytes of their JSON. */
@@ -254,7 +255,7 @@ export interface RxNatsReplicationStats {
    * stream no longer holds were deleted through RxDB.
    */
   resyncs: number;
-  /** The highest stream sequence read for RxDB (by a pull, up to 1,000 documents ahead of its batches). */
+  /** The highest stream sequence read for RxDB (by a pull, up to two reads of at most 10,000 documents ahead of its batches). */
   checkpoint: number;
   /** The stream's last sequence now; `null` when the server could not be asked within 2 s. */
   streamLastSequence: number | null;

@@ -89,9 +89,10 @@ test('a fresh client pulls the newest revision of each document once, deletions 
 
 test('a client stopped in the middle of its initial pull resumes with nothing missed', async () => {
   const streamName = uniqueName('resume');
-  // More documents than one read of the pull handler takes (1,000), so it stops mid-stream and
-  // with documents read ahead that RxDB did not get yet.
-  const DOCS = 2500;
+  // More documents than the pull handler's first two reads take (1,000, then 2,000 while RxDB
+  // takes the first), so it stops mid-stream and with documents read ahead that RxDB did not get
+  // yet.
+  const DOCS = 4000;
   const before = await writeHistory(streamName, { docs: DOCS, revisions: 3 });
   const db = await createDb();
   const options = { replicationIdentifier: `resume-${streamName}`, push: undefined, pull: { batchSize: 20 } };
