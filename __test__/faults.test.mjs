@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { connect } from 'nats';
 import { replicateNats } from './harness/rxdb.mjs';
 import { NatsServer, startNatsServer, freePort } from './harness/nats-server.mjs';
+import { startLinkProxy } from './harness/link-proxy.mjs';
 import {
   createDb, uniqueName, waitFor, streamMessages, collectErrors, codeOf, publishRaw, firstMatching,
   replicatePeople,
@@ -239,6 +240,55 @@ test('after cancel() and db.close() the process exits by itself', async () => {
   assert.deepEqual(result, { code: 0, signal: null });
   assert.match(out, /cancelled/);
   assert.equal((await streamMessages(server.url, streamName)).length, 1);
+});
+
+test('cancel() with a read of the stream in flight lets the process exit by itself', async () => {
+  const streamName = uniqueName('exit-mid-pull');
+  const DOCS = 3000;
+  const nc = await connect({ servers: server.url });
+  await (await nc.jetstreamManager()).streams.add({ name: streamName, subjects: [`${streamName}.people.*`] });
+  const js = nc.jetstream();
+  const acks = [];
+  for (let i = 0; i < DOCS; i++) acks.push(js.publish(`${streamName}.people.d${i}`, JSON.stringify(person(`d${i}`))));
+  await Promise.all(acks);
+  await nc.close();
+  const proxy = await startLinkProxy(server.port);
+  const child = spawn(process.execPath, [
+    fileURLToPath(new URL('./fixtures/cancel-mid-pull.mjs', import.meta.url)),
+    proxy.url,
+    streamName,
+  ], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  let cancelling;
+  const sawCancel = new Promise((resolve) => (cancelling = resolve));
+  child.stdout.on('data', (d) => {
+    out += d;
+    // The first read is in; the next one starts after the modifier let its documents through.
+    if (out.includes('hold the link') && !proxy.holding) {
+      proxy.blackhole();
+      child.stdin.write('held\n');
+    }
+    // Printed right before cancel().
+    if (out.includes('read to')) cancelling(performance.now());
+  });
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal, at: performance.now() })));
+  let timer;
+  const timeout = new Promise((resolve) => (timer = setTimeout(() => resolve('still running'), 30000)));
+  const result = await Promise.race([exited, timeout]);
+  clearTimeout(timer);
+  if (result === 'still running') child.kill('SIGKILL');
+  await proxy.close();
+  assert.notEqual(result, 'still running', `the child did not exit (output: ${out})`);
+  assert.deepEqual({ code: result.code, signal: result.signal }, { code: 0, signal: null }, out);
+  // RxDB had part of the stream; the read after the first was held the whole time.
+  const [, taken, readTo] = out.match(/taken (\d+), read to (\d+)/).map(Number);
+  assert.ok(taken < DOCS && readTo < DOCS, out);
+  assert.match(out, /cancelled/);
+  // cancel() ended the held read: closing then waits 2 s at most for the server to delete the
+  // consumer. Without that, the read held the pull's cursor, and so cancel(), through its 5 s
+  // timeout and a second attempt (15 s here).
+  const afterCancel = result.at - (await sawCancel);
+  assert.ok(afterCancel < 8000, `exited ${afterCancel.toFixed(0)} ms after cancel()`);
 });
 
 test('live replication continues after the server restarts and nothing is lost', async () => {

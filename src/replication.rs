@@ -119,11 +119,19 @@ impl Replication {
     /// attempt in flight (a silent server can keep a connect or a request waiting for long).
     pub async fn connected(&self) -> Result<(Arc<Connection>, Opened)> {
         self.check_open()?;
+        self.unless_closed(self.open()).await
+    }
+
+    /// `work`, unless close() comes first.
+    async fn unless_closed<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
         let mut closing = self.closing.subscribe();
         tokio::select! {
             biased;
             _ = closing.wait_for(|closing| *closing) => Err(cancelled()),
-            opened = self.open() => opened,
+            done = work => done,
         }
     }
 
@@ -257,23 +265,28 @@ impl Replication {
         let layout = &self.shape.layout;
         let watch =
             pull::RemovalWatch::of(stream.subjects(), &layout.filter(), layout.tombstone_ttl());
-        let mut cursor = self.cursor.lock().await;
         let reads = if stream.confined {
             Reads::Push(&conn)
         } else {
             Reads::Pull
         };
-        let result = pull::pull_batch(
-            &stream.handle,
-            reads,
-            &mut cursor,
-            &self.shape,
-            watch,
-            checkpoint,
-            batch_size.max(1),
-        )
-        .await;
-        drop(cursor);
+        // A read held by a silent link would hold the cursor, and so close(), until it timed
+        // out: close() ends it (the cursor is closed next, whatever state the read left it in).
+        let result = self
+            .unless_closed(async {
+                let mut cursor = self.cursor.lock().await;
+                pull::pull_batch(
+                    &stream.handle,
+                    reads,
+                    &mut cursor,
+                    &self.shape,
+                    watch,
+                    checkpoint,
+                    batch_size.max(1),
+                )
+                .await
+            })
+            .await;
         let pulled = self.on_failure(result).await?;
         self.counters.resumed_at(checkpoint);
         let mut answer = self.hand_over(pulled.batch);
