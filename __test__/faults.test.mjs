@@ -222,21 +222,31 @@ test('invalid options throw at replicateNats() time, naming the option', async (
   await db.close();
 });
 
-test('after cancel() and db.close() the process exits by itself', async () => {
-  const streamName = uniqueName('exit');
-  const child = spawn(process.execPath, [
-    fileURLToPath(new URL('./fixtures/cancel-then-exit.mjs', import.meta.url)),
-    server.url,
-    streamName,
-  ], { stdio: ['ignore', 'pipe', 'inherit'] });
+/**
+ * Runs `fixtures/<name>` with `args` (stdin a pipe the test may write to). Resolves `result`
+ * ({code, signal} on exit, or 'still running' when it had not exited after `limitMs`, and is then
+ * killed), `exitedAt` (performance.now()) and its stdout `out`; `onOutput(out, child)` sees the
+ * output so far after each chunk.
+ */
+async function runFixture(name, args, { limitMs, onOutput = () => {} }) {
+  const child = spawn(process.execPath, [fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url)), ...args], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
   let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  child.stdout.on('data', (d) => onOutput((out += d), child));
+  let exitedAt;
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => ((exitedAt = performance.now()), resolve({ code, signal }))));
   let timer;
-  const timeout = new Promise((resolve) => (timer = setTimeout(() => resolve('still running'), 20000)));
+  const timeout = new Promise((resolve) => (timer = setTimeout(() => resolve('still running'), limitMs)));
   const result = await Promise.race([exited, timeout]);
   clearTimeout(timer);
   if (result === 'still running') child.kill('SIGKILL');
+  return { result, out, exitedAt };
+}
+
+test('after cancel() and db.close() the process exits by itself', async () => {
+  const streamName = uniqueName('exit');
+  const { result, out } = await runFixture('cancel-then-exit.mjs', [server.url, streamName], { limitMs: 20000 });
   assert.deepEqual(result, { code: 0, signal: null });
   assert.match(out, /cancelled/);
   assert.equal((await streamMessages(server.url, streamName)).length, 1);
@@ -253,33 +263,23 @@ test('cancel() with a read of the stream in flight lets the process exit by itse
   await Promise.all(acks);
   await nc.close();
   const proxy = await startLinkProxy(server.port);
-  const child = spawn(process.execPath, [
-    fileURLToPath(new URL('./fixtures/cancel-mid-pull.mjs', import.meta.url)),
-    proxy.url,
-    streamName,
-  ], { stdio: ['pipe', 'pipe', 'inherit'] });
-  let out = '';
   let cancelling;
   const sawCancel = new Promise((resolve) => (cancelling = resolve));
-  child.stdout.on('data', (d) => {
-    out += d;
-    // The first read is in; the next one starts after the modifier let its documents through.
-    if (out.includes('hold the link') && !proxy.holding) {
-      proxy.blackhole();
-      child.stdin.write('held\n');
-    }
-    // Printed right before cancel().
-    if (out.includes('read to')) cancelling(performance.now());
+  const { result, out, exitedAt } = await runFixture('cancel-mid-pull.mjs', [proxy.url, streamName], {
+    limitMs: 30000,
+    onOutput(out, child) {
+      // The first read is in; the next one starts after the modifier let its documents through.
+      if (out.includes('hold the link') && !proxy.holding) {
+        proxy.blackhole();
+        child.stdin.write('held\n');
+      }
+      // Printed right before cancel().
+      if (out.includes('read to')) cancelling(performance.now());
+    },
   });
-  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal, at: performance.now() })));
-  let timer;
-  const timeout = new Promise((resolve) => (timer = setTimeout(() => resolve('still running'), 30000)));
-  const result = await Promise.race([exited, timeout]);
-  clearTimeout(timer);
-  if (result === 'still running') child.kill('SIGKILL');
   await proxy.close();
   assert.notEqual(result, 'still running', `the child did not exit (output: ${out})`);
-  assert.deepEqual({ code: result.code, signal: result.signal }, { code: 0, signal: null }, out);
+  assert.deepEqual(result, { code: 0, signal: null }, out);
   // RxDB had part of the stream; the read after the first was held the whole time.
   const [, taken, readTo] = out.match(/taken (\d+), read to (\d+)/).map(Number);
   assert.ok(taken < DOCS && readTo < DOCS, out);
@@ -287,7 +287,7 @@ test('cancel() with a read of the stream in flight lets the process exit by itse
   // cancel() ended the held read: closing then waits 2 s at most for the server to delete the
   // consumer. Without that, the read held the pull's cursor, and so cancel(), through its 5 s
   // timeout and a second attempt (15 s here).
-  const afterCancel = result.at - (await sawCancel);
+  const afterCancel = exitedAt - (await sawCancel);
   assert.ok(afterCancel < 8000, `exited ${afterCancel.toFixed(0)} ms after cancel()`);
 });
 
