@@ -226,12 +226,13 @@ test('invalid options throw at replicateNats() time, naming the option', async (
  * Runs `fixtures/<name>` with `args` (stdin a pipe the test may write to). Resolves `result`
  * ({code, signal} on exit, or 'still running' when it had not exited after `limitMs`, and is then
  * killed), `exitedAt` (performance.now()) and its stdout `out`; `onOutput(out, child)` sees the
- * output so far after each chunk.
+ * output so far after each chunk; `started(child)` is called once it is spawned.
  */
-async function runFixture(name, args, { limitMs, onOutput = () => {} }) {
+async function runFixture(name, args, { limitMs, onOutput = () => {}, started = () => {} }) {
   const child = spawn(process.execPath, [fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url)), ...args], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
+  started(child);
   let out = '';
   child.stdout.on('data', (d) => onOutput((out += d), child));
   let exitedAt;
@@ -289,6 +290,35 @@ test('cancel() with a read of the stream in flight lets the process exit by itse
   // timeout and a second attempt (15 s here).
   const afterCancel = exitedAt - (await sawCancel);
   assert.ok(afterCancel < 8000, `exited ${afterCancel.toFixed(0)} ms after cancel()`);
+});
+
+test('cancel() with a write in flight lets the process exit by itself', async () => {
+  const streamName = uniqueName('exit-mid-push');
+  const nc = await connect({ servers: server.url });
+  await (await nc.jetstreamManager()).streams.add({ name: streamName, subjects: [`${streamName}.people.*`] });
+  await nc.close();
+  const proxy = await startLinkProxy(server.port);
+  // The write goes out as HPUB (it carries the expected sequence): the proxy holds it and all
+  // after it, so the client has sent it and no acknowledgement can come.
+  const holding = proxy.holdAfter(`HPUB ${streamName}.people.`, 0);
+  let cancelling;
+  const sawCancel = new Promise((resolve) => (cancelling = resolve));
+  const { result, out, exitedAt } = await runFixture('cancel-mid-push.mjs', [proxy.url, streamName], {
+    limitMs: 30000,
+    onOutput(out, child) {
+      if (out.includes('cancelling')) cancelling(performance.now());
+    },
+    started: (child) => holding.then(() => child.stdin.write('held\n')),
+  });
+  await proxy.close();
+  assert.notEqual(result, 'still running', `the child did not exit (output: ${out})`);
+  assert.deepEqual(result, { code: 0, signal: null }, out);
+  assert.match(out, /cancelled/);
+  // cancel() ended the held write; closing then waits 2 s at most to drain the connection.
+  // Without that, the process waited out the acknowledgement's 10 s timeout.
+  const afterCancel = exitedAt - (await sawCancel);
+  assert.ok(afterCancel < 7000, `exited ${afterCancel.toFixed(0)} ms after cancel()`);
+  assert.equal((await streamMessages(server.url, streamName)).length, 0);
 });
 
 test('live replication continues after the server restarts and nothing is lost', async () => {

@@ -122,7 +122,9 @@ impl Replication {
         self.unless_closed(self.open()).await
     }
 
-    /// `work`, unless close() comes first.
+    /// `work`, unless close() comes first: a request held by a silent link would otherwise keep
+    /// the process alive until its timeout after cancel() (what it did is left to the next run,
+    /// which reads the server state again).
     async fn unless_closed<T>(
         &self,
         work: impl std::future::Future<Output = Result<T>>,
@@ -330,7 +332,7 @@ impl Replication {
     /// removed messages; counted as a resync.
     pub async fn missing_on_stream(&self, ids: &[String]) -> Result<(Vec<String>, u64)> {
         let (conn, stream) = self.connected().await?;
-        let result = async {
+        let listed = async {
             let failed = |e: &dyn std::error::Error| {
                 ReplicationError::unavailable("listing the subjects of the stream", e)
             };
@@ -366,8 +368,8 @@ impl Replication {
                 .cloned()
                 .collect();
             Ok((missing, last))
-        }
-        .await;
+        };
+        let result = self.unless_closed(listed).await;
         let answer = self.on_failure(result).await?;
         self.counters.resynced();
         Ok(answer)
@@ -376,7 +378,8 @@ impl Replication {
     /// The server state of each document.
     pub async fn read_current(&self, ids: &[String]) -> Result<Vec<Option<CurrentState>>> {
         let (conn, stream) = self.connected().await?;
-        let result = push::read_current(&conn, &stream, &self.shape, ids, ReadMode::Batched).await;
+        let read = push::read_current(&conn, &stream, &self.shape, ids, ReadMode::Batched);
+        let result = self.unless_closed(read).await;
         self.on_failure(result).await
     }
 
@@ -471,11 +474,15 @@ impl Replication {
             .iter()
             .partition(|w| self.shape.max_bytes.is_none_or(|max| w.body.len() <= max));
         let outcomes = if refused.is_empty() {
-            let result = push::publish_all(&conn, &self.shape, writes).await;
+            let result = self
+                .unless_closed(push::publish_all(&conn, &self.shape, writes))
+                .await;
             self.on_failure(result).await?
         } else {
             let allowed: Vec<Write> = allowed.into_iter().cloned().collect();
-            let result = push::publish_all(&conn, &self.shape, &allowed).await;
+            let result = self
+                .unless_closed(push::publish_all(&conn, &self.shape, &allowed))
+                .await;
             let mut written = self.on_failure(result).await?.into_iter();
             writes
                 .iter()
@@ -544,20 +551,20 @@ impl Replication {
         buffers: &[&[u8]],
     ) -> Result<Vec<Encoded>> {
         let (conn, _) = self.connected().await?;
-        let result = self
+        let encoded = self
             .objects
-            .encode(&conn, &self.options, &self.counters, documents, buffers)
-            .await;
+            .encode(&conn, &self.options, &self.counters, documents, buffers);
+        let result = self.unless_closed(encoded).await;
         self.on_failure(result).await
     }
 
     /// Fetches (and checks) the objects that pulled documents reference.
     pub async fn fetch_attachments(&self, wanted: &[WantedObject]) -> Result<Vec<Fetched>> {
         let (conn, stream) = self.connected().await?;
-        let result = self
+        let fetched = self
             .objects
-            .fetch(&conn, &stream, &self.options, &self.counters, wanted)
-            .await;
+            .fetch(&conn, &stream, &self.options, &self.counters, wanted);
+        let result = self.unless_closed(fetched).await;
         self.on_failure(result).await
     }
 
@@ -567,10 +574,10 @@ impl Replication {
         older_than: Duration,
     ) -> Result<CleanupReport> {
         let (conn, stream) = self.connected().await?;
-        let result = self
+        let removed = self
             .objects
-            .remove_unreferenced(&conn, &stream, &self.options, older_than)
-            .await;
+            .remove_unreferenced(&conn, &stream, &self.options, older_than);
+        let result = self.unless_closed(removed).await;
         self.on_failure(result).await
     }
 
