@@ -525,8 +525,9 @@ impl Replication {
             Vec::new()
         } else {
             // The state RxDB resolves against must be current: ask the leader.
-            let result =
-                push::read_current(&conn, &stream, &self.shape, &conflicted, ReadMode::Fresh).await;
+            let read =
+                push::read_current(&conn, &stream, &self.shape, &conflicted, ReadMode::Fresh);
+            let result = self.unless_closed(read).await;
             self.on_failure(result).await?
         }
         .into_iter();
